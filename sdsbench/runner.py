@@ -1,0 +1,105 @@
+"""One run of one pipeline: the lifecycle every engine shares.
+
+    ensure services -> pipeline.prepare (per-run topics/tables) -> pipeline.start (SUT)
+    -> generator(s), open loop, for duration_s -> pipeline.drain -> pipeline.collect
+    -> pipeline.stop -> provenance -> atomic rename of the run directory
+
+Engines never time themselves: the runner samples resources from outside and the
+generator records what it really sent. A pipeline is a class ``Pipeline`` in
+``engines/<name>/pipeline.py`` implementing the ``PipelineDriver`` protocol.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sdsbench.rundir import atomic_run_dir, write_json_atomic
+
+log = logging.getLogger("sdsbench.runner")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICES_STATE_DIR = REPO_ROOT / ".run" / "services"
+PIPELINES = ("a1", "a2", "a3", "spark", "flink")
+
+
+@dataclass
+class RunContext:
+    """Everything a pipeline needs for one run."""
+
+    run_id: str
+    spec: dict[str, Any]  # the run's own settings (see sdsbench.experiments)
+    config: dict[str, Any]  # the whole validated experiment config
+    services: Any  # sdsbench.services.stack.Services
+    run_dir: Path  # scratch directory; renamed to the final path on success
+    processes: list[subprocess.Popen] = field(default_factory=list)  # SUT processes, sampled
+    extra: dict[str, Any] = field(default_factory=dict)  # pipeline-private state
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.poll() is None]
+
+
+class PipelineDriver(Protocol):
+    #: True when the pipeline generates its own load in-process (A1's tight coupling).
+    owns_generator: bool
+
+    def prepare(self, ctx: RunContext) -> None: ...
+
+    def start(self, ctx: RunContext) -> None: ...
+
+    def generator_sink(self, ctx: RunContext) -> dict[str, Any]: ...
+
+    def drain(self, ctx: RunContext, timeout_s: float) -> None: ...
+
+    def collect(self, ctx: RunContext) -> None: ...
+
+    def stop(self, ctx: RunContext) -> None: ...
+
+
+def load_pipeline(name: str) -> PipelineDriver:
+    if name not in PIPELINES:
+        raise ValueError(f"unknown pipeline {name!r}; expected one of {PIPELINES}")
+    module = importlib.import_module(f"engines.{name}.pipeline")
+    return module.Pipeline()
+
+
+def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Path) -> Path:
+    """Run ``spec`` and leave its complete results in ``out_dir`` (or nothing there)."""
+    from sdsbench.measurement.resources import ResourceSampler
+    from sdsbench.provenance import collect_provenance
+    from sdsbench.services.stack import ensure_services
+    from sdsbench.workload.generator import launch_generators
+
+    out_dir = Path(out_dir)
+    pipeline = load_pipeline(spec["pipeline"])
+    with atomic_run_dir(out_dir) as run_dir:
+        services = ensure_services(config["services"], SERVICES_STATE_DIR)
+        ctx = RunContext(spec["run_id"], spec, config, services, run_dir)
+        started = time.time()
+        sampler = ResourceSampler(run_dir / "metrics" / "resources.csv", lambda: ctx.pids)
+        try:
+            pipeline.prepare(ctx)
+            pipeline.start(ctx)
+            sampler.start()
+            if not pipeline.owns_generator:
+                generators = launch_generators(
+                    spec, config, pipeline.generator_sink(ctx), run_dir / "generator"
+                )
+                ctx.processes.extend(generators.processes)
+                generators.wait()
+            pipeline.drain(ctx, float(config["run"]["drain_timeout_s"]))
+            pipeline.collect(ctx)
+        finally:
+            sampler.stop()
+            pipeline.stop(ctx)
+        write_json_atomic(
+            run_dir / "provenance.json",
+            collect_provenance(config, spec, services, started, time.time()),
+        )
+    return out_dir
