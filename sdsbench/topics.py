@@ -29,7 +29,9 @@ def create_run_topics(services: Any, run_id: str, partitions: int) -> dict[str, 
 def delete_run_topics(services: Any, run_id: str) -> None:
     from sdsbench.services.kafka import delete_topics
 
-    delete_topics(
-        services.kafka_bootstrap,
-        [contract.input_topic(run_id), contract.output_topic(run_id), contract.dead_letter_topic(run_id)],
-    )
+    names = [
+        contract.input_topic(run_id),
+        contract.output_topic(run_id),
+        contract.dead_letter_topic(run_id),
+    ]
+    delete_topics(services.kafka_bootstrap, names)
