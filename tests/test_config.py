@@ -17,7 +17,10 @@ def test_default_config_is_valid():
         ({"workload": {"campaigns": 0}}, "workload.campaigns"),
         ({"workload": {"typo_key": 1}}, "typo_key"),
         ({"services": {"kafka": {"broker": "calfkit"}}}, "services.kafka.broker"),
-        ({"workload": {"mmpp": {"low_factor": 2.0, "high_factor": 1.0}}}, "workload.mmpp.low_factor"),
+        (
+            {"workload": {"mmpp": {"low_factor": 2.0, "high_factor": 1.0}}},
+            "workload.mmpp.low_factor",
+        ),
     ],
 )
 def test_bad_config_names_the_key(override, key):
