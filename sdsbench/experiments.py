@@ -12,6 +12,7 @@ A run spec is a JSON-able dict::
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from sdsbench.config import deep_merge
@@ -57,3 +58,133 @@ _SHORT = {"parallelism": "p", "watermark_delay_ms": "wm", "shuffle_partitions": 
 
 def _short(key: str) -> str:
     return _SHORT.get(key, key.replace("_", ""))
+
+
+# ------------------------------------------------------------- the experiment matrix
+# config["experiments"] (schema: config/schema.yaml) names groups of runs. Each group is
+# the cartesian product pipelines x processes x rates_eps x vary (pipeline settings).
+# Runs at multiples of a pipeline's sustainable throughput t_h ("at_threshold") get their
+# rate only once the t_h search has finished: their spec carries ``rate_of`` instead of
+# a rate, and scripts/run_experiment.py fills it in from the search result file.
+GROUPS: tuple[str, ...] = ("baseline", "event_time", "parallelism", "watermark_delay")
+AT_THRESHOLD = "at_threshold"
+
+
+def _grid(vary: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """All combinations of the varied settings ([{}] when nothing varies)."""
+    combos: list[dict[str, Any]] = [{}]
+    for key in sorted(vary):
+        combos = [{**c, key: value} for c in combos for value in vary[key]]
+    return combos
+
+
+def _check_vary(config: dict[str, Any], group: str, pipeline: str, key: str) -> None:
+    # A typo in a varied setting would otherwise run the default silently.
+    section = config.get(pipeline)
+    if isinstance(section, dict) and section and key not in section:
+        from sdsbench.config import ConfigError
+
+        raise ConfigError(
+            f"config key experiments.groups.{group}.vary.{key}: pipeline {pipeline} "
+            f"has no setting {key!r} (its settings: {sorted(section)})"
+        )
+
+
+def threshold_run_id(pipeline: str, process: str, multiple: float) -> str:
+    return f"{pipeline}-{process}-th{multiple:g}x"
+
+
+def search_id(pipeline: str, process: str) -> str:
+    return f"{pipeline}-{process}"
+
+
+def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every run of the profile, by run id (see the module docstring for a spec).
+
+    Runs of several groups that are the same run (same id) are run once. Runs at a
+    multiple of t_h have ``arrival.rate_eps = None`` and ``arrival.rate_of =
+    {"search": <search id>, "multiple": k}``.
+    """
+    experiments = config["experiments"]
+    runs: dict[str, dict[str, Any]] = {}
+    for group in GROUPS:
+        spec_of = experiments["groups"][group]
+        for pipeline in spec_of["pipelines"]:
+            for key in spec_of.get("vary", {}):
+                _check_vary(config, group, pipeline, key)
+            for process in spec_of["processes"]:
+                for rate in spec_of["rates_eps"]:
+                    for params in _grid(spec_of.get("vary", {})):
+                        spec = make_spec(
+                            config, pipeline, process, rate, params,
+                            duration_s=spec_of.get("duration_s"),
+                        )
+                        runs.setdefault(spec["run_id"], spec)
+    at = experiments[AT_THRESHOLD]
+    for pipeline in at["pipelines"]:
+        for multiple in at["multiples"]:
+            run_id = threshold_run_id(pipeline, at["process"], multiple)
+            spec = make_spec(config, pipeline, at["process"], 0, run_id=run_id)
+            spec["arrival"]["rate_eps"] = None
+            spec["arrival"]["rate_of"] = {
+                "search": search_id(pipeline, at["search_process"]),
+                "multiple": float(multiple),
+            }
+            runs[run_id] = spec
+    return runs
+
+
+def run_groups(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Run ids of each group (a run may belong to several), plus ``at_threshold``."""
+    experiments = config["experiments"]
+    groups: dict[str, list[str]] = {}
+    for group in GROUPS:
+        spec_of = experiments["groups"][group]
+        ids = []
+        for pipeline in spec_of["pipelines"]:
+            for process in spec_of["processes"]:
+                for rate in spec_of["rates_eps"]:
+                    for params in _grid(spec_of.get("vary", {})):
+                        ids.append(make_spec(config, pipeline, process, rate, params)["run_id"])
+        groups[group] = ids
+    at = experiments[AT_THRESHOLD]
+    groups[AT_THRESHOLD] = [
+        threshold_run_id(p, at["process"], m) for p in at["pipelines"] for m in at["multiples"]
+    ]
+    return groups
+
+
+def searches(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The sustainable-throughput searches of the profile: search id -> {pipeline, process}.
+    Searches that at_threshold runs need are always included."""
+    search = config["search"]
+    out = {
+        search_id(p, proc): {"pipeline": p, "process": proc}
+        for p in search["pipelines"]
+        for proc in search["processes"]
+    }
+    at = config["experiments"][AT_THRESHOLD]
+    for p in at["pipelines"]:
+        out.setdefault(search_id(p, at["search_process"]),
+                       {"pipeline": p, "process": at["search_process"]})
+    return out
+
+
+def resolve_threshold_rate(spec: dict[str, Any], search_result: dict[str, Any]) -> dict[str, Any]:
+    """Fill in the rate of an at-threshold run from its search's result.
+
+    When the search found no sustainable rate, the run uses the lowest rate the search
+    tried (recorded as ``rate_basis``) so the stress experiment still shows what happens.
+    """
+    spec = json.loads(json.dumps(spec))
+    rate_of = spec["arrival"]["rate_of"]
+    th = search_result.get("t_h_eps")
+    if th:
+        basis, base_rate = "t_h", float(th)
+    else:
+        basis, base_rate = "lowest rate tried (no sustainable rate found)", float(
+            search_result["lowest_rate_tried_eps"]
+        )
+    spec["arrival"]["rate_eps"] = round(base_rate * float(rate_of["multiple"]))
+    spec["arrival"]["rate_basis"] = basis
+    return spec
