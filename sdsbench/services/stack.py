@@ -1,0 +1,302 @@
+"""Start, find and stop the service stack (PostgreSQL + Kafka) for the experiment config.
+
+State lives in ``state_dir`` (default ``.run/services``)::
+
+    services.json   endpoints, pids, versions, broker kind, the config they were started with
+    postgres/       private cluster data dir (when no external DSN)
+    kafka/          broker config, data, logs (when no external bootstrap servers)
+    .lock           flock held while starting or stopping
+
+Other processes (runs, engines, the CLI) read ``services.json`` via :func:`load_services`.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdsbench.services import ServiceError
+from sdsbench.services import kafka as kafka_svc
+from sdsbench.services import postgres as pg_svc
+
+STATE_FILE = "services.json"
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "postgres": {"dsn": None, "port": 0, "fsync": True},
+    "kafka": {
+        "bootstrap_servers": None,
+        "broker": "apache-kafka",
+        "heap_mb": 1024,
+        "port": 0,
+        "partitions": 4,
+    },
+}
+# optional keys besides the schema's: postgres.settings, kafka.settings, kafka.controller_port
+
+
+@dataclass
+class Services:
+    """Endpoints of a running stack; written to ``<state_dir>/services.json``."""
+
+    pg_dsn: str
+    kafka_bootstrap: str
+    broker_kind: str
+    versions: dict[str, str] = field(default_factory=dict)
+    pids: dict[str, int | None] = field(default_factory=dict)
+    external: dict[str, bool] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    state_dir: str = ""
+    started_at: float = 0.0
+    start_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Services:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+def normalize_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``services:`` section with defaults filled in (unknown sections rejected)."""
+    cfg = cfg or {}
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ServiceError(
+            f"unknown services section(s) {sorted(unknown)}: expected postgres, kafka"
+        )
+    out = copy.deepcopy(DEFAULTS)
+    for name in DEFAULTS:
+        out[name].update(cfg.get(name) or {})
+    if not out["kafka"]["bootstrap_servers"]:
+        kafka_svc.check_broker_kind(str(out["kafka"]["broker"]))
+    return out
+
+
+# ---------------------------------------------------------------- state file
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def load_services(state_dir: Path | str) -> Services | None:
+    """The stack recorded in ``state_dir/services.json``, or None (no health check)."""
+    path = Path(state_dir) / STATE_FILE
+    try:
+        return Services.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as e:
+        raise ServiceError(
+            f"unreadable {path}: {e}; run `scripts/services.py down` to reset"
+        ) from e
+
+
+def check_services(svc: Services, timeout: float = 5.0) -> dict[str, str]:
+    """Health of each service: ``{"postgres": "ok"|error, "kafka": "ok"|error}``."""
+    out: dict[str, str] = {}
+    for name, probe, endpoint in (
+        ("postgres", pg_svc.health_check, svc.pg_dsn),
+        ("kafka", kafka_svc.health_check, svc.kafka_bootstrap),
+    ):
+        pid = svc.pids.get(name)
+        if not svc.external.get(name) and pid and not kafka_svc.pid_alive(pid):
+            out[name] = f"process {pid} is gone"
+            continue
+        try:
+            probe(endpoint, timeout=timeout)
+            out[name] = "ok"
+        except ServiceError as e:
+            out[name] = str(e)
+    return out
+
+
+# ---------------------------------------------------------------- start / stop
+def _java_version() -> str:
+    try:
+        r = subprocess.run(
+            [kafka_svc.find_java(), "-version"], capture_output=True, text=True, timeout=30
+        )
+        first = (r.stderr or r.stdout).splitlines()[0]
+        return first.split('"')[1] if '"' in first else first
+    except (ServiceError, OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def start_services(cfg: dict[str, Any] | None, state_dir: Path | str) -> Services:
+    """Start PostgreSQL and Kafka per ``cfg`` (the ``services:`` section) under ``state_dir``.
+
+    External endpoints (``postgres.dsn``, ``kafka.bootstrap_servers``) are only health-checked.
+    Raises ServiceError if a stack is already recorded there and still running.
+    """
+    state_dir = Path(state_dir).resolve()
+    with _locked(state_dir):
+        return _start_locked(normalize_config(cfg), state_dir)
+
+
+def _start_locked(cfg: dict[str, Any], state_dir: Path) -> Services:
+    old = load_services(state_dir)
+    if old is not None and any(v == "ok" for v in check_services(old, timeout=2).values()):
+        raise ServiceError(
+            f"services already running in {state_dir}: run `scripts/services.py down` first"
+        )
+    if old is not None:
+        _stop_locked(state_dir)
+    pg_cfg, k_cfg = cfg["postgres"], cfg["kafka"]
+    versions: dict[str, str] = {"python": platform.python_version()}
+    pids: dict[str, int | None] = {}
+    times: dict[str, float] = {}
+    pg_server: pg_svc.PostgresServer | None = None
+    try:
+        t0 = time.monotonic()
+        if pg_cfg["dsn"]:
+            pg_dsn = str(pg_cfg["dsn"])
+            versions["postgres"] = pg_svc.wait_healthy(pg_dsn, timeout=30)
+            pids["postgres"] = None
+        else:
+            pg_server = pg_svc.PostgresServer(
+                state_dir / "postgres",
+                port=int(pg_cfg["port"]),
+                fsync=bool(pg_cfg["fsync"]),
+                settings=pg_cfg.get("settings"),
+            )
+            pg_dsn = pg_server.start()
+            versions["postgres"] = pg_svc.health_check(pg_dsn)
+            pids["postgres"] = pg_server.pid
+        times["postgres"] = round(time.monotonic() - t0, 3)
+
+        t0 = time.monotonic()
+        if k_cfg["bootstrap_servers"]:
+            bootstrap = str(k_cfg["bootstrap_servers"])
+            kafka_svc.wait_healthy(bootstrap, timeout=30)
+            broker_kind = "external"
+            pids["kafka"] = None
+        else:
+            broker_kind = kafka_svc.check_broker_kind(str(k_cfg["broker"]))
+            broker = kafka_svc.KafkaBroker(
+                state_dir / "kafka",
+                port=int(k_cfg["port"]),
+                controller_port=int(k_cfg.get("controller_port", 0)),
+                heap_mb=int(k_cfg["heap_mb"]),
+                partitions=int(k_cfg["partitions"]),
+                settings=k_cfg.get("settings"),
+            )
+            bootstrap = broker.start()
+            pids["kafka"] = broker.pid
+            versions["kafka"] = kafka_svc.kafka_version()
+            versions["java"] = _java_version()
+        times["kafka"] = round(time.monotonic() - t0, 3)
+    except BaseException:
+        if pg_server is not None:
+            pg_server.stop()
+        raise
+    try:
+        import confluent_kafka
+
+        versions["confluent_kafka"] = str(confluent_kafka.__version__)
+        versions["librdkafka"] = confluent_kafka.libversion()[0]
+    except ImportError:
+        pass
+    svc = Services(
+        pg_dsn=pg_dsn,
+        kafka_bootstrap=bootstrap,
+        broker_kind=broker_kind,
+        versions=versions,
+        pids=pids,
+        external={"postgres": bool(pg_cfg["dsn"]), "kafka": bool(k_cfg["bootstrap_servers"])},
+        config=cfg,
+        state_dir=str(state_dir),
+        started_at=time.time(),
+        start_seconds=times,
+    )
+    _write_json_atomic(state_dir / STATE_FILE, svc.to_dict())
+    return svc
+
+
+def ensure_services(cfg: dict[str, Any] | None, state_dir: Path | str) -> Services:
+    """The stack in ``state_dir`` if healthy and started with ``cfg``; else start one.
+
+    A healthy stack started with a different config is an error (it may serve another run).
+    """
+    state_dir = Path(state_dir).resolve()
+    want = normalize_config(cfg)
+    with _locked(state_dir):
+        old = load_services(state_dir)
+        if old is not None:
+            health = check_services(old, timeout=3)
+            if all(v == "ok" for v in health.values()):
+                if old.config != json.loads(json.dumps(want)):
+                    raise ServiceError(
+                        f"services in {state_dir} run with another config ({old.config}); "
+                        "run `scripts/services.py down` to restart them with this one"
+                    )
+                return old
+            _stop_locked(state_dir)
+        return _start_locked(want, state_dir)
+
+
+def stop_services(state_dir: Path | str, timeout: float = 30.0) -> list[str]:
+    """Stop whatever this project started in ``state_dir``; returns what was stopped. Idempotent."""
+    state_dir = Path(state_dir).resolve()
+    if not state_dir.exists():
+        return []
+    with _locked(state_dir):
+        return _stop_locked(state_dir, timeout)
+
+
+def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
+    stopped: list[str] = []
+    svc = None
+    try:
+        svc = load_services(state_dir)
+    except ServiceError:
+        pass
+    kafka_dir = state_dir / "kafka"
+    if kafka_dir.exists() and not (svc and svc.external.get("kafka")):
+        broker = kafka_svc.KafkaBroker(kafka_dir)
+        broker.pid = (svc.pids.get("kafka") if svc else None) or _read_pid(kafka_dir / "kafka.pid")
+        if broker.pid and kafka_svc.pid_alive(broker.pid):
+            broker.stop(timeout=timeout)
+            stopped.append("kafka")
+    pg_dir = state_dir / "postgres"
+    if (pg_dir / "PG_VERSION").exists() and not (svc and svc.external.get("postgres")):
+        server = pg_svc.PostgresServer(pg_dir)
+        if (pg_dir / "postmaster.pid").exists():
+            server.stop(timeout=timeout)
+            stopped.append("postgres")
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
