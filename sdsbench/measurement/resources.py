@@ -1,0 +1,120 @@
+"""CPU and memory of the system under test, sampled from outside once per second.
+
+``ResourceSampler(csv_path, pids_fn)`` runs a thread that, every ``interval_s``, asks
+``pids_fn()`` for the current SUT processes, adds their children (recursively: Spark
+and Flink fork JVMs and Python workers) and appends to ``csv_path``:
+
+    time_ms, scope, pid, name, cpu_percent, rss_mb
+
+- ``scope=process``: one row per live process; ``cpu_percent`` is psutil's, i.e. per
+  core (200 = two cores busy) over the last interval;
+- ``scope=sut``: the sum over those processes (pid -1);
+- ``scope=machine``: whole-machine CPU in percent of ALL cores (100 = all busy) and
+  used memory, which includes the shared services (PostgreSQL, the Kafka broker).
+
+A process is first seen at one tick and reported from the next: psutil's CPU percent
+needs two readings, and reporting 0.0 for the first would understate the load.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger("sdsbench.resources")
+
+RESOURCE_COLUMNS = ("time_ms", "scope", "pid", "name", "cpu_percent", "rss_mb")
+
+
+class ResourceSampler:
+    def __init__(
+        self,
+        csv_path: str | Path,
+        pids_fn: Callable[[], Iterable[int]],
+        interval_s: float = 1.0,
+    ) -> None:
+        self._path = Path(csv_path)
+        self._pids_fn = pids_fn
+        self._interval_s = interval_s
+        self._procs: dict[int, psutil.Process] = {}  # primed processes, by pid
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.samples = 0
+
+    def start(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        psutil.cpu_percent(interval=None)  # prime the machine-wide counter
+        self._thread = threading.Thread(target=self._run, name="resource-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling (safe to call when never started or already stopped)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _tree(self) -> dict[int, psutil.Process]:
+        """The SUT processes and their descendants now alive, by pid."""
+        found: dict[int, psutil.Process] = {}
+        for pid in list(self._pids_fn()):
+            try:
+                root = self._procs.get(pid) or psutil.Process(pid)
+                found[pid] = root
+                for child in root.children(recursive=True):
+                    found.setdefault(child.pid, child)
+            except psutil.Error:
+                continue
+        return found
+
+    def sample_rows(self) -> list[tuple]:
+        now_ms = time.time_ns() // 1_000_000
+        rows: list[tuple] = []
+        total_cpu = total_rss = 0.0
+        current = self._tree()
+        for pid, proc in current.items():
+            known = self._procs.get(pid)
+            try:
+                if known is None or known.create_time() != proc.create_time():
+                    # New (or a recycled pid): prime now, report from the next tick.
+                    proc.cpu_percent(interval=None)
+                    self._procs[pid] = proc
+                    continue
+                with known.oneshot():
+                    cpu = known.cpu_percent(interval=None)
+                    rss_mb = known.memory_info().rss / 2**20
+                    name = known.name()
+            except psutil.Error:
+                continue
+            rows.append((now_ms, "process", pid, name, f"{cpu:.1f}", f"{rss_mb:.1f}"))
+            total_cpu += cpu
+            total_rss += rss_mb
+        for gone in set(self._procs) - set(current):
+            del self._procs[gone]
+        rows.append((now_ms, "sut", -1, "", f"{total_cpu:.1f}", f"{total_rss:.1f}"))
+        machine_cpu = psutil.cpu_percent(interval=None)
+        memory = psutil.virtual_memory()
+        used_mb = (memory.total - memory.available) / 2**20
+        rows.append((now_ms, "machine", -1, "", f"{machine_cpu:.1f}", f"{used_mb:.1f}"))
+        return rows
+
+    def _run(self) -> None:
+        with self._path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(RESOURCE_COLUMNS)
+            next_t = time.monotonic()
+            while not self._stop.is_set():
+                try:
+                    writer.writerows(self.sample_rows())
+                    fh.flush()
+                    self.samples += 1
+                except Exception as exc:  # noqa: BLE001 - a lost sample must not end the run
+                    log.warning("resource sample failed: %s", exc)
+                next_t += self._interval_s
+                self._stop.wait(max(0.0, next_t - time.monotonic()))
