@@ -1,0 +1,73 @@
+"""Shared pytest fixtures.
+
+Services: ``services`` starts a private PostgreSQL cluster and a real Apache Kafka broker
+(KRaft) once per test session, on free loopback ports, under a fresh directory in /tmp
+(reachable by the ``postgres`` user when the tests run as root), and stops both at the end.
+``pg_dsn`` and ``kafka_bootstrap`` are its endpoints. Tests that do not ask for them start
+nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sdsbench.services.stack import Services, start_services, stop_services
+
+# ---------------------------------------------------------------- services
+
+TEST_SERVICES_CONFIG = {
+    "postgres": {"dsn": None, "port": 0, "fsync": False},
+    "kafka": {
+        "bootstrap_servers": None,
+        "broker": "apache-kafka",
+        "heap_mb": 512,
+        "port": 0,
+        "partitions": 4,
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def services_config() -> dict:
+    """The ``services:`` config the session's stack was started with."""
+    return TEST_SERVICES_CONFIG
+
+
+@pytest.fixture(scope="session")
+def services_state_dir() -> Iterator[Path]:
+    """A fresh directory for the session's services (removed afterwards)."""
+    path = Path(tempfile.mkdtemp(prefix="sdsbench-test-services-"))
+    path.chmod(0o755)  # the postgres user must traverse it when we are root
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def services(services_state_dir: Path) -> Iterator[Services]:
+    """PostgreSQL + Apache Kafka for the whole session; stopped at the end."""
+    try:
+        svc = start_services(TEST_SERVICES_CONFIG, services_state_dir)
+    except Exception:
+        stop_services(services_state_dir)
+        raise
+    try:
+        yield svc
+    finally:
+        stop_services(services_state_dir)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(services: Services) -> str:
+    """DSN of the session's PostgreSQL database ``sdsbench``."""
+    return services.pg_dsn
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(services: Services) -> str:
+    """Bootstrap servers of the session's Kafka broker."""
+    return services.kafka_bootstrap
