@@ -394,6 +394,7 @@ def run_process(
         "sink": {k: v for k, v in sink.items() if k != "kind"} | {"kind": sink["kind"]},
     }
     markers = sink.get("watermark_markers") and sink["kind"] == "kafka"
+    cpu0 = time.process_time()
     try:
         result = run_open_loop(
             source,
@@ -418,6 +419,8 @@ def run_process(
         "first_send_ns": result.first_send_ns,
         "last_send_ns": result.last_send_ns,
         "markers_sent": result.markers_sent,
+        # CPU of this process (all threads, librdkafka's included) during the loop.
+        "cpu_s_loop": round(time.process_time() - cpu0, 3),
         "sink_report": result.sink_report,
     }
     if rate.total_sent != result.truth.total_events:  # bookkeeping must agree exactly
@@ -568,6 +571,7 @@ def merge_outputs(out_dir: str | Path, processes: int) -> dict[str, Any]:
         "send_span_s": (last - first) / _NS_PER_S if first and last else 0.0,
         "behind_ms_max": max(s["behind_ms_max"] for s in summaries),
         "blocked_ms_total": sum(s["blocked_ms_total"] for s in summaries),
+        "cpu_s_loop": sum(s.get("cpu_s_loop", 0.0) for s in summaries),
         "markers_sent": sum(s["markers_sent"] for s in summaries),
         "bytes_sent": report_bytes,
         "mean_event_bytes": report_bytes / sent if sent and report_bytes else None,
