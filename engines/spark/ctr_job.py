@@ -1,0 +1,489 @@
+"""The CTR query on Spark Structured Streaming (A4s).
+
+Asks, per campaign and per 10 s event-time window: views, clicks, CTR = clicks / views
+(null when views = 0) and the min/max insertion time of the window's events. The output
+record is the shared one (``sdsbench.contract.OUTPUT_FIELDS``, pipeline "spark"); its
+event time is the window end.
+
+Differences from YSB: YSB counts views only and keeps the ad -> campaign map in Redis;
+here all valid events are grouped (so a window of a campaign with only purchases is
+emitted with views = 0, ctr = null), the map is the contract's fixed catalog joined as a
+broadcast table, and malformed input is set aside instead of failing the job.
+
+Two streaming queries read the run's input topic:
+
+- ``ctr``: parse -> classify -> valid events -> watermark -> 10 s tumbling windows per
+  campaign -> output topic (append mode by default; ``update`` emits a window every time
+  it changes, so readers take the last record per window).
+- ``dead_letter``: the same parse and classification -> rejected records, each with its
+  reason (``contract.REJECT_REASONS``) -> the run's dead-letter topic. Both queries use
+  one ``classify`` expression, so a record is either aggregated or dead-lettered.
+
+Run as ``python -m engines.spark.ctr_job --config JOB.json --run-dir DIR``; the JSON is
+written by ``engines.spark.pipeline`` (broker, topics, jars, the ``spark:`` settings).
+The job never times itself: a StreamingQueryListener (``engines.spark.progress``) writes
+Spark's own per-batch numbers, the runner samples CPU and memory from outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdsbench import contract
+from sdsbench.rundir import write_json_atomic
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.streaming import DataStreamWriter
+    from pyspark.sql.types import DataType, StructType
+
+log = logging.getLogger("sdsbench.spark.job")
+
+PIPELINE_NAME = "spark"
+OUTPUT_MODES = ("append", "update")
+CAMPAIGN_LOOKUPS = ("broadcast_join", "map_literal")
+CORRUPT_COLUMN = "_corrupt_record"
+
+
+# ------------------------------------------------------------------ configuration
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything the job needs; ``engines.spark.pipeline.job_config`` builds it."""
+
+    run_id: str
+    bootstrap: str
+    input_topic: str
+    output_topic: str
+    dead_letter_topic: str
+    campaigns: int
+    ads_per_campaign: int
+    jars: tuple[str, ...]
+    master: str
+    driver_memory: str
+    trigger_ms: int
+    dead_letter_trigger_ms: int
+    watermark_delay_ms: int
+    output_mode: str
+    shuffle_partitions: int
+    max_offsets_per_trigger: int | None
+    campaign_lookup: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobConfig:
+        """Validate a job config; the error names the bad key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"spark job config: unknown keys {unknown}")
+        missing = sorted(known - set(data))
+        if missing:
+            raise ValueError(f"spark job config: missing keys {missing}")
+        for key in ("trigger_ms", "dead_letter_trigger_ms", "shuffle_partitions",
+                    "campaigns", "ads_per_campaign"):
+            if not isinstance(data[key], int) or data[key] < 1:
+                raise ValueError(f"spark job config key {key}: must be an integer >= 1")
+        if not isinstance(data["watermark_delay_ms"], int) or data["watermark_delay_ms"] < 0:
+            raise ValueError("spark job config key watermark_delay_ms: must be an integer >= 0")
+        limit = data["max_offsets_per_trigger"]
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ValueError("spark job config key max_offsets_per_trigger: integer >= 1 or null")
+        if data["output_mode"] not in OUTPUT_MODES:
+            raise ValueError(f"spark job config key output_mode: one of {OUTPUT_MODES}")
+        if data["campaign_lookup"] not in CAMPAIGN_LOOKUPS:
+            raise ValueError(f"spark job config key campaign_lookup: one of {CAMPAIGN_LOOKUPS}")
+        for jar in data["jars"]:
+            if not Path(jar).is_file():
+                raise ValueError(f"spark job config key jars: {jar} does not exist")
+        return cls(**{**data, "jars": tuple(data["jars"])})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"jars": list(self.jars)}
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """Where the job and its driver keep files inside the run directory."""
+
+    run_dir: Path
+
+    @property
+    def spark_dir(self) -> Path:
+        return self.run_dir / "spark"
+
+    @property
+    def job_config(self) -> Path:
+        return self.spark_dir / "job_config.json"
+
+    @property
+    def log(self) -> Path:
+        return self.spark_dir / "job.log"
+
+    def checkpoint(self, query: str) -> Path:
+        return self.spark_dir / "checkpoint" / query
+
+    @property
+    def scratch(self) -> Path:
+        return self.spark_dir / "tmp"
+
+    @property
+    def status(self) -> Path:
+        return self.spark_dir / "status.json"  # latest progress per query (the driver polls it)
+
+    @property
+    def ready(self) -> Path:
+        return self.spark_dir / "ready.json"
+
+    @property
+    def final(self) -> Path:
+        return self.spark_dir / "final.json"
+
+    @property
+    def stop_request(self) -> Path:
+        return self.spark_dir / "STOP"
+
+    @property
+    def progress_csv(self) -> Path:
+        return self.run_dir / "metrics" / "spark_progress.csv"
+
+
+# ------------------------------------------------------------------ schemas
+def spark_type(kind: str) -> DataType:
+    """The Spark type of a contract logical type (the one translation from the contract)."""
+    from pyspark.sql import types as T
+
+    mapping = {"string": T.StringType(), "long": T.LongType(), "double": T.DoubleType()}
+    if kind not in mapping:
+        raise ValueError(f"no Spark type for contract type {kind!r}")
+    return mapping[kind]
+
+
+def event_schema(with_corrupt_column: bool = True) -> StructType:
+    """``contract.EVENT_SCHEMA`` as a Spark struct (+ the column for unparsable text)."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType([T.StructField(name, spark_type(kind)) for name, kind in
+                           contract.EVENT_SCHEMA])
+    if with_corrupt_column:
+        schema = schema.add(T.StructField(CORRUPT_COLUMN, T.StringType()))
+    return schema
+
+
+# ------------------------------------------------------------------ session
+def session_conf(cfg: JobConfig, paths: JobPaths) -> dict[str, str]:
+    """Spark settings of the job; all go through spark-submit, before the JVM starts."""
+    return {
+        # Local mode: the driver JVM is the whole engine, so its heap is the memory cap.
+        "spark.driver.memory": cfg.driver_memory,
+        # The connector and its runtime deps as local files: nothing is downloaded at run
+        # time (spark.jars.packages would resolve from a repository).
+        "spark.jars": ",".join(cfg.jars),
+        # Default 200 shuffle partitions would schedule 200 tiny state-store tasks per
+        # batch on 2 cores; the state here is 10 campaigns x a few open windows.
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.ui.enabled": "false",  # no web server competing for the 2 cores
+        "spark.ui.showConsoleProgress": "false",  # no progress bars in the job log
+        # Loopback only: the driver's RPC and block manager need no other interface.
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.sql.session.timeZone": "UTC",
+        # Keep the fields that did parse when another field has the wrong type, so a
+        # rejected record is classified by its first bad field (as contract.validate_event).
+        "spark.sql.json.enablePartialResults": "true",
+        # After the last data batch, run a batch without data when the watermark moved,
+        # so windows the final watermark closes are emitted (the drain rule relies on it).
+        "spark.sql.streaming.noDataMicroBatches.enabled": "true",
+        # Keep every batch's offsets and watermark in the checkpoint: the late-event audit
+        # (engines.spark.late_audit) replays them. The default (100) would purge them.
+        "spark.sql.streaming.minBatchesToRetain": "100000",
+        "spark.local.dir": str(paths.scratch),
+    }
+
+
+def make_session(cfg: JobConfig, paths: JobPaths) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(f"sdsbench-ctr-{cfg.run_id}").master(cfg.master)
+    for key, value in session_conf(cfg, paths).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+# ------------------------------------------------------------------ the query
+def read_input(spark: SparkSession, cfg: JobConfig) -> DataFrame:
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", cfg.bootstrap)
+        .option("subscribe", cfg.input_topic)
+        # The input topic is created empty for this run, so "earliest" is exactly this
+        # run's events, including any sent while Spark was still starting. On a restart
+        # the checkpoint's offsets win and this option is ignored (exact resume).
+        .option("startingOffsets", "earliest")
+        # Losing input (topic deleted, offsets out of range) would make the counts wrong
+        # without a trace: fail the query instead of skipping silently.
+        .option("failOnDataLoss", "true")
+    )
+    if cfg.max_offsets_per_trigger is not None:
+        # Bounds a batch after a backlog (start-up, a GC pause) so batch time and memory
+        # stay bounded; a rate above limit / batch time shows up as growing lag.
+        reader = reader.option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
+    return reader.load()
+
+
+def campaign_table(spark: SparkSession, cfg: JobConfig) -> DataFrame:
+    catalog = contract.ad_catalog(cfg.campaigns, cfg.ads_per_campaign)
+    rows = [(ad, campaign) for ad, campaign in catalog.campaign_of_ad.items()]
+    return spark.createDataFrame(rows, "ad_id string, campaign_id long")
+
+
+def with_campaign(events: DataFrame, spark: SparkSession, cfg: JobConfig) -> DataFrame:
+    """Add ``campaign_id`` (null for an ad not in the catalog)."""
+    from pyspark.sql import functions as F
+
+    if cfg.campaign_lookup == "broadcast_join":
+        # YSB-style: a 1000-row static table, hash-joined on every executor.
+        table = F.broadcast(campaign_table(spark, cfg))
+        return events.join(table, on="ad_id", how="left")
+    catalog = contract.ad_catalog(cfg.campaigns, cfg.ads_per_campaign)
+    pairs = [F.lit(x) for ad, c in catalog.campaign_of_ad.items() for x in (ad, c)]
+    # try_element_at: a missing key gives null (element_at raises under ANSI mode).
+    lookup = F.try_element_at(F.create_map(*pairs), F.col("ad_id")).cast("long")
+    return events.withColumn("campaign_id", lookup)
+
+
+def reject_reason(raw: Column) -> Column:
+    """The first failing check of ``contract.validate_event``, or null for a valid event.
+
+    Expects the parsed struct ``e``, ``campaign_id`` and ``kafka_time_ms`` as columns.
+    "Now" for the absurd-timestamp check is the record's Kafka timestamp (the producer's
+    send time), not the batch clock, so both queries and a replay after a restart classify
+    a record identically. Known difference from the Python validator: Spark's JSON reader
+    takes a non-string JSON value in a string field as its text (Flink's does the same),
+    accepts trailing text after a complete object, and rejects integers beyond 64 bits as
+    bad_type (Python: absurd_timestamp).
+    """
+    from pyspark.sql import functions as F
+
+    e = F.col("e")
+    not_json = e.isNull() | (
+        e[CORRUPT_COLUMN].isNotNull() & F.json_object_keys(raw).isNull()
+    )
+    field_problems = [
+        F.when(e[name].isNotNull(), F.lit(None))
+        .when(F.get_json_object(raw, f"$.{name}").isNull(), F.lit("missing_field"))
+        .otherwise(F.lit("bad_type"))
+        for name in contract.EVENT_FIELDS
+    ]
+    any_field_null = F.lit(False)
+    for name in contract.EVENT_FIELDS:
+        any_field_null = any_field_null | e[name].isNull()
+    event_time_ns = e["event_time_ns"]
+    plausible = (event_time_ns > 0) & (
+        F.expr("e.event_time_ns div 1000000")
+        <= F.col("kafka_time_ms") + F.lit(contract.MAX_FUTURE_SKEW_MS)
+    )
+    return (
+        F.when(not_json, F.lit("not_json"))
+        .when(any_field_null, F.coalesce(*field_problems))
+        .when(~e["event_type"].isin(*contract.EVENT_TYPES), F.lit("bad_event_type"))
+        .when(F.col("campaign_id").isNull(), F.lit("unknown_ad"))
+        .when(~plausible, F.lit("absurd_timestamp"))
+    )
+
+
+def classified_events(source: DataFrame, spark: SparkSession, cfg: JobConfig) -> DataFrame:
+    """Input records parsed and classified: valid events have ``reject_reason`` null."""
+    from pyspark.sql import functions as F
+
+    raw = F.col("value").cast("string")
+    parsed = source.select(
+        raw.alias("raw"),
+        F.from_json(raw, event_schema(), {"columnNameOfCorruptRecord": CORRUPT_COLUMN})
+        .alias("e"),
+        F.unix_millis(F.col("timestamp")).alias("kafka_time_ms"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+    ).withColumn("ad_id", F.col("e.ad_id"))
+    joined = with_campaign(parsed, spark, cfg)
+    return joined.withColumn("reject_reason", reject_reason(F.col("raw")))
+
+
+def ctr_records(valid: DataFrame, cfg: JobConfig) -> DataFrame:
+    """Windowed CTR per campaign as Kafka records (``value`` = the contract's JSON)."""
+    from pyspark.sql import functions as F
+
+    events = valid.select(
+        # micro-second timestamps: windows fall on the same ms boundaries as
+        # contract.event_window_start_ms (floor of event_time_ns / 1e6).
+        F.timestamp_micros(F.expr("e.event_time_ns div 1000")).alias("event_time"),
+        F.col("campaign_id"),
+        F.col("e.event_type").alias("event_type"),
+        F.col("e.insertion_time_ms").alias("insertion_time_ms"),
+    )
+    windowed = (
+        events.withWatermark("event_time", f"{cfg.watermark_delay_ms} milliseconds")
+        .groupBy(F.window("event_time", f"{contract.WINDOW_MS} milliseconds"), "campaign_id")
+        .agg(
+            F.count_if(F.col("event_type") == "view").alias("views"),
+            F.count_if(F.col("event_type") == "click").alias("clicks"),
+            F.min("insertion_time_ms").alias("min_insertion_ms"),
+            F.max("insertion_time_ms").alias("max_insertion_ms"),
+        )
+    )
+    columns = {
+        "pipeline": F.lit(PIPELINE_NAME),
+        "campaign_id": F.col("campaign_id"),
+        "window_start_ms": F.unix_millis(F.col("window.start")),
+        "window_end_ms": F.unix_millis(F.col("window.end")),
+        "views": F.col("views"),
+        "clicks": F.col("clicks"),
+        # CASE evaluates lazily, so no division by zero under ANSI mode.
+        "ctr": F.when(F.col("views") > 0, F.col("clicks") / F.col("views")),
+        # current_timestamp() is fixed per micro-batch (the batch start); this reads the
+        # JVM clock per row, in the task that hands the row to the Kafka producer.
+        "result_time_ms": F.expr("reflect('java.lang.System', 'currentTimeMillis')"),
+        "min_insertion_ms": F.col("min_insertion_ms"),
+        "max_insertion_ms": F.col("max_insertion_ms"),
+    }
+    if set(columns) != set(contract.OUTPUT_FIELDS):
+        raise AssertionError("ctr_records must produce exactly contract.OUTPUT_FIELDS")
+    record = F.struct(*[
+        columns[name].cast(spark_type(kind)).alias(name) for name, kind in contract.OUTPUT_SCHEMA
+    ])
+    return windowed.select(
+        F.col("campaign_id").cast("string").alias("key"),
+        # ignoreNullFields=false: a null ctr stays in the record as "ctr": null.
+        F.to_json(record, {"ignoreNullFields": "false"}).alias("value"),
+    )
+
+
+def dead_letter_records(rejected: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    record = F.struct(
+        F.lit(PIPELINE_NAME).alias("pipeline"),
+        F.col("reject_reason").alias("reason"),
+        F.col("kafka_partition").alias("partition"),
+        F.col("kafka_offset").alias("offset"),
+        F.col("kafka_time_ms").alias("kafka_time_ms"),
+        F.col("raw").alias("raw"),
+    )
+    return rejected.select(
+        F.col("reject_reason").alias("key"),
+        F.to_json(record, {"ignoreNullFields": "false"}).alias("value"),
+    )
+
+
+@dataclass
+class CtrJob:
+    """The two queries, assembled but not started."""
+
+    ctr: DataStreamWriter
+    dead_letter: DataStreamWriter
+
+
+def build(spark: SparkSession, cfg: JobConfig, paths: JobPaths) -> CtrJob:
+    """Assemble both streaming queries from a validated config."""
+    from pyspark.sql import functions as F
+
+    classified = classified_events(read_input(spark, cfg), spark, cfg)
+    ctr = (
+        ctr_records(classified.where(F.col("reject_reason").isNull()), cfg)
+        .writeStream.queryName("ctr")
+        .format("kafka")
+        .option("kafka.bootstrap.servers", cfg.bootstrap)
+        .option("topic", cfg.output_topic)
+        .option("checkpointLocation", str(paths.checkpoint("ctr")))
+        .outputMode(cfg.output_mode)
+        .trigger(processingTime=f"{cfg.trigger_ms} milliseconds")
+    )
+    dead_letter = (
+        dead_letter_records(classified.where(F.col("reject_reason").isNotNull()))
+        .writeStream.queryName("dead_letter")
+        .format("kafka")
+        .option("kafka.bootstrap.servers", cfg.bootstrap)
+        .option("topic", cfg.dead_letter_topic)
+        .option("checkpointLocation", str(paths.checkpoint("dead_letter")))
+        .outputMode("append")
+        # Rejects are rare: a slower trigger halves the per-batch overhead of this query.
+        .trigger(processingTime=f"{cfg.dead_letter_trigger_ms} milliseconds")
+    )
+    return CtrJob(ctr=ctr, dead_letter=dead_letter)
+
+
+# ------------------------------------------------------------------ main
+class _StopFlag:
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def set(self, signum: int, _frame: Any) -> None:
+        self.reason = signal.Signals(signum).name
+
+
+def run(cfg: JobConfig, paths: JobPaths) -> int:
+    """Start both queries, run until a stop request, stop them; 0 on a clean stop."""
+    from engines.spark.progress import ProgressRecorder
+
+    stop = _StopFlag()
+    signal.signal(signal.SIGTERM, stop.set)
+    signal.signal(signal.SIGINT, stop.set)
+    paths.scratch.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    spark = make_session(cfg, paths)
+    recorder = ProgressRecorder(paths.progress_csv, paths.status)
+    spark.streams.addListener(recorder)
+    job = build(spark, cfg, paths)
+    queries = {"ctr": job.ctr.start(), "dead_letter": job.dead_letter.start()}
+    write_json_atomic(paths.ready, {
+        "spark_version": spark.version,
+        "startup_s": round(time.monotonic() - t0, 3),
+        "queries": {name: str(q.id) for name, q in queries.items()},
+        "session_conf": session_conf(cfg, paths),
+    })
+    log.info("queries started after %.1f s", time.monotonic() - t0)
+    failed: dict[str, str] = {}
+    while stop.reason is None and not paths.stop_request.exists():
+        for name, query in queries.items():
+            if not query.isActive:
+                error = query.exception()
+                failed[name] = str(error) if error is not None else "stopped"
+        if failed:
+            break
+        time.sleep(0.5)
+    log.info("stopping (%s)", stop.reason or ("query ended" if failed else "stop file"))
+    final = {name: q.lastProgress for name, q in queries.items()}
+    for query in queries.values():
+        if query.isActive:
+            query.stop()
+    recorder.close()
+    write_json_atomic(paths.final, {"last_progress": final, "failed": failed,
+                                    "stop": stop.reason or "stop file"})
+    spark.stop()
+    if failed:
+        log.error("query failed: %s", failed)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="job settings (JSON, see JobConfig)")
+    parser.add_argument("--run-dir", required=True, help="the run's directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = JobConfig.from_dict(json.loads(Path(args.config).read_text()))
+    return run(cfg, JobPaths(Path(args.run_dir)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""The A4s PipelineDriver: runs ``engines.spark.ctr_job`` as a subprocess of ``.venv/spark``.
+
+    prepare  per-run topics (input, output with LogAppendTime, dead letters) + job config
+    start    the job process (its own session/process group); wait until both queries run;
+             start sampling consumer lag
+    drain    wait until both queries consumed the input topic's end offsets and the CTR
+             query has been quiet (no batch) for a while, so the no-data batch that applies
+             the final watermark has run
+    collect  results.csv (output topic), rejects.csv (dead-letter topic), the late-event
+             audit, metrics/spark_summary.json
+    stop     ask the job to stop (stop file, then SIGTERM, then SIGKILL to its group),
+             delete the run's topics
+
+Drain rule (append mode). A window is emitted once the watermark passes its end, and the
+watermark moves only with new data, so after the generator stops the windows whose end is
+above the final watermark stay open and are never emitted. The run records the final
+watermark (``final_watermark_ms`` in metrics/spark_summary.json); the analysis compares
+with the generator truth only windows with ``window_end_ms <= final_watermark_ms``. No
+synthetic end-of-stream event is sent (the truth would not know it). In update mode every
+window is emitted each time it changes; readers take the last record per
+(campaign_id, window_start_ms), and the same comparison rule applies.
+
+Lag. Spark commits no consumer-group offsets. ``metrics/lag.csv`` (the shared LAG_COLUMNS
+format) pairs the topic's end offsets, sampled by the driver every second, with the end
+offsets of the CTR query's latest finished batch (from the job's progress listener).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.spark.ctr_job import JobConfig, JobPaths
+from sdsbench import contract
+from sdsbench.config import ConfigError
+from sdsbench.experiments import pipeline_params
+from sdsbench.rundir import write_json_atomic
+
+log = logging.getLogger("sdsbench.spark")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SPARK_PYTHON = REPO_ROOT / ".venv" / "spark" / "bin" / "python"
+SPARK_JARS_DIR = REPO_ROOT / ".deps" / "spark-jars"
+# Keys of the config's spark: section the driver reads (the schema describes them).
+PARAM_KEYS = (
+    "master", "driver_memory", "trigger_ms", "dead_letter_trigger_ms", "watermark_delay_ms",
+    "output_mode", "shuffle_partitions", "max_offsets_per_trigger", "campaign_lookup",
+    "late_audit", "startup_timeout_s", "stop_timeout_s", "keep_topics",
+)
+REJECT_COLUMNS = ("reason", "partition", "offset", "kafka_time_ms", "raw")
+
+
+def spark_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``spark:`` settings (config section + run overrides), all keys present."""
+    params = pipeline_params(config, spec)
+    missing = [k for k in PARAM_KEYS if k not in params]
+    if missing:
+        raise ConfigError(f"config key spark.{missing[0]}: missing (see config/schema.yaml)")
+    return params
+
+
+def spark_python() -> Path:
+    """The Spark venv's interpreter (SDSBENCH_SPARK_PYTHON overrides, e.g. for a test venv)."""
+    path = Path(os.environ.get("SDSBENCH_SPARK_PYTHON", SPARK_PYTHON))
+    if not path.exists():
+        raise RuntimeError(f"{path} missing: run `bash env/setup.sh spark`")
+    return path
+
+
+def connector_jars(jars_dir: Path = SPARK_JARS_DIR) -> list[str]:
+    jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
+    if not any("spark-sql-kafka" in Path(j).name for j in jars):
+        raise RuntimeError(
+            f"no spark-sql-kafka connector in {jars_dir}: run `bash env/setup.sh spark`")
+    return jars
+
+
+def job_config(
+    run_id: str, bootstrap: str, params: dict[str, Any], workload: dict[str, Any], jars: list[str]
+) -> JobConfig:
+    return JobConfig.from_dict({
+        "run_id": run_id,
+        "bootstrap": bootstrap,
+        "input_topic": contract.input_topic(run_id),
+        "output_topic": contract.output_topic(run_id),
+        "dead_letter_topic": contract.dead_letter_topic(run_id),
+        "campaigns": int(workload["campaigns"]),
+        "ads_per_campaign": int(workload["ads_per_campaign"]),
+        "jars": jars,
+        **{k: params[k] for k in (
+            "master", "driver_memory", "trigger_ms", "dead_letter_trigger_ms",
+            "watermark_delay_ms", "output_mode", "shuffle_partitions",
+            "max_offsets_per_trigger", "campaign_lookup")},
+    })
+
+
+def read_status(paths: JobPaths) -> dict[str, Any]:
+    """The job's latest progress per query ({} before the first batch)."""
+    try:
+        return json.loads(paths.status.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def end_offsets_of(status: dict[str, Any], query: str) -> dict[int, int]:
+    offsets = (status.get(query) or {}).get("end_offsets") or {}
+    return {int(p): int(o) for p, o in offsets.items()}
+
+
+def reached(done: dict[int, int], target: dict[int, int]) -> bool:
+    return all(done.get(p, 0) >= offset for p, offset in target.items())
+
+
+def read_dead_letters(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[dict[str, Any]]:
+    """Every record of the dead-letter topic, decoded (the job writes JSON)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap,
+                         "group.id": f"sdsbench-dlq-{time.time_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    rows: list[dict[str, Any]] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        partitions = sorted(meta.topics[topic].partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions}
+        todo = {p for p in partitions if ends[p] > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
+        last_new = time.monotonic()
+        while todo and time.monotonic() - last_new < idle_s:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            last_new = time.monotonic()
+            record = json.loads(msg.value())
+            rows.append({k: record.get(k) for k in REJECT_COLUMNS})
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                todo.discard(msg.partition())
+    finally:
+        consumer.close()
+    return rows
+
+
+def write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def end_process_group(pgid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, whatever is left of process group ``pgid`` (the job's)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+@dataclass
+class SparkRun:
+    """Pipeline-private state of one run (kept in ``ctx.extra["spark"]``)."""
+
+    params: dict[str, Any]
+    paths: JobPaths
+    job: JobConfig
+    proc: subprocess.Popen | None = None
+    lag_sampler: Any = None
+    lag_ends: Any = None
+    drain: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Kafka -> Spark Structured Streaming -> Kafka (A4s)."""
+
+    owns_generator = False
+
+    def prepare(self, ctx: Any) -> None:
+        from sdsbench.topics import create_run_topics
+
+        params = spark_params(ctx.config, ctx.spec)
+        paths = JobPaths(ctx.run_dir)
+        job = job_config(ctx.run_id, ctx.services.kafka_bootstrap, params,
+                         ctx.config["workload"], connector_jars())
+        paths.spark_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(paths.job_config, job.to_dict())
+        ctx.extra["spark"] = SparkRun(params, paths, job)
+        partitions = int(ctx.config["services"]["kafka"]["partitions"])
+        create_run_topics(ctx.services, ctx.run_id, partitions)
+
+    def start(self, ctx: Any) -> None:
+        run: SparkRun = ctx.extra["spark"]
+        paths = run.paths
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        python = spark_python()
+        env["PYSPARK_PYTHON"] = str(python)
+        env["SPARK_LOCAL_IP"] = "127.0.0.1"  # bind the driver to loopback only
+        cmd = [str(python), "-m", "engines.spark.ctr_job",
+               "--config", str(paths.job_config), "--run-dir", str(paths.run_dir)]
+        log.info("starting the Spark job (%s, %s)", run.job.master, run.job.output_mode)
+        with paths.log.open("ab") as out:
+            # Own session: stop() can signal the job and its JVM together.
+            run.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+        ctx.processes.append(run.proc)
+        deadline = time.monotonic() + float(run.params["startup_timeout_s"])
+        while not paths.ready.exists():
+            if run.proc.poll() is not None:
+                raise RuntimeError(f"Spark job exited with code {run.proc.returncode} while "
+                                   f"starting; see {paths.log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Spark job not ready after {run.params['startup_timeout_s']}"
+                                   f" s; see {paths.log}")
+            time.sleep(0.2)
+        ready = json.loads(paths.ready.read_text())
+        log.info("Spark %s ready after %.1f s", ready.get("spark_version"), ready.get("startup_s"))
+        self._start_lag_sampler(ctx, run)
+
+    def _start_lag_sampler(self, ctx: Any, run: SparkRun) -> None:
+        from sdsbench.measurement.lag import KafkaEndOffsets, LagSampler
+
+        run.lag_ends = KafkaEndOffsets(ctx.services.kafka_bootstrap, run.job.input_topic)
+        run.lag_sampler = LagSampler(
+            ctx.run_dir / "metrics" / "lag.csv", run.lag_ends,
+            lambda: end_offsets_of(read_status(run.paths), "ctr"),
+        )
+        run.lag_sampler.start()
+
+    def generator_sink(self, ctx: Any) -> dict[str, Any]:
+        run: SparkRun = ctx.extra["spark"]
+        return {"kind": "kafka", "bootstrap": ctx.services.kafka_bootstrap,
+                "topic": run.job.input_topic, "watermark_markers": False,
+                "marker_interval_ms": 0, "watermark_bound_ms": 0, "idle_partitions": []}
+
+    def drain(self, ctx: Any, timeout_s: float) -> None:
+        """Wait until the job consumed everything the generator sent (see module doc)."""
+        from sdsbench.services.kafka import end_offsets
+
+        run: SparkRun = ctx.extra["spark"]
+        target = end_offsets(ctx.services.kafka_bootstrap, run.job.input_topic)
+        quiet_ms = max(2000, 2 * run.job.trigger_ms)
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        caught_up_s = None
+        drained = False
+        last_report = t0
+        while True:
+            if run.proc is not None and run.proc.poll() is not None:
+                raise RuntimeError(f"Spark job exited with code {run.proc.returncode} during the "
+                                   f"run; see {run.paths.log}")
+            status = read_status(run.paths)
+            ctr_done = end_offsets_of(status, "ctr")
+            if reached(ctr_done, target) and reached(end_offsets_of(status, "dead_letter"), target):
+                if caught_up_s is None:
+                    caught_up_s = time.monotonic() - t0
+                quiet_for_ms = time.time_ns() // 1_000_000 - status["ctr"]["received_ms"]
+                if quiet_for_ms >= quiet_ms:
+                    drained = True
+                    break
+            now = time.monotonic()
+            if now > deadline:
+                log.warning("drain timed out after %.0f s: ctr at %s of %s", timeout_s,
+                            ctr_done, target)
+                break
+            if now - last_report > 5:
+                behind = sum(max(t - ctr_done.get(p, 0), 0) for p, t in target.items())
+                log.info("draining: %d records behind", behind)
+                last_report = now
+            time.sleep(0.2)
+        status = read_status(run.paths)
+        run.drain = {
+            "drained": drained,
+            "drain_s": round(time.monotonic() - t0, 3),
+            "caught_up_s": None if caught_up_s is None else round(caught_up_s, 3),
+            "input_end_offsets": target,
+            "final_batch_id": (status.get("ctr") or {}).get("batch_id"),
+            "final_watermark_ms": (status.get("ctr") or {}).get("watermark_ms"),
+        }
+        self._stop_lag_sampler(run)
+
+    def _stop_lag_sampler(self, run: SparkRun) -> None:
+        if run.lag_sampler is not None:
+            run.lag_sampler.stop()
+            run.lag_sampler = None
+        if run.lag_ends is not None:
+            run.lag_ends.close()
+            run.lag_ends = None
+
+    def collect(self, ctx: Any) -> None:
+        from engines.spark.late_audit import audit_late_events, spark_reported_drops
+        from sdsbench.measurement.output_reader import read_output_topic, write_results
+
+        run: SparkRun = ctx.extra["spark"]
+        bootstrap = ctx.services.kafka_bootstrap
+        results = read_output_topic(bootstrap, run.job.output_topic)
+        write_results(results, ctx.run_dir / "results.csv")
+        rejects = read_dead_letters(bootstrap, run.job.dead_letter_topic)
+        write_csv_atomic(ctx.run_dir / "rejects.csv", REJECT_COLUMNS, rejects)
+        by_reason: dict[str, int] = {}
+        for row in rejects:
+            by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
+        summary: dict[str, Any] = {
+            "pipeline": "spark",
+            "settings": {k: run.params[k] for k in PARAM_KEYS},
+            **run.drain,
+            "comparable_windows": "window_end_ms <= final_watermark_ms",
+            "output_records": len(results),
+            "output_windows": int(results[["campaign_id", "window_start_ms"]]
+                                  .drop_duplicates().shape[0]) if len(results) else 0,
+            "rejected": len(rejects),
+            "rejected_by_reason": by_reason,
+            "rows_dropped_by_watermark_reported": spark_reported_drops(run.paths.progress_csv),
+        }
+        if run.params["late_audit"]:
+            catalog = contract.ad_catalog(run.job.campaigns, run.job.ads_per_campaign)
+            summary["late_audit"] = audit_late_events(
+                run.paths.checkpoint("ctr"), bootstrap, run.job.input_topic, catalog,
+                ctx.run_dir / "metrics",
+            )
+        ready = json.loads(run.paths.ready.read_text())
+        summary["spark_version"] = ready.get("spark_version")
+        summary["startup_s"] = ready.get("startup_s")
+        write_json_atomic(ctx.run_dir / "metrics" / "spark_summary.json", summary)
+
+    def stop(self, ctx: Any) -> None:
+        from sdsbench.services.kafka import terminate_pid
+        from sdsbench.topics import delete_run_topics
+
+        run: SparkRun | None = ctx.extra.get("spark")
+        if run is None:
+            return
+        self._stop_lag_sampler(run)
+        if run.proc is not None and run.proc.poll() is None:
+            run.paths.stop_request.touch()
+            try:
+                run.proc.wait(timeout=float(run.params["stop_timeout_s"]))
+            except subprocess.TimeoutExpired:
+                log.warning("Spark job did not stop in %s s: terminating",
+                            run.params["stop_timeout_s"])
+                terminate_pid(run.proc.pid, timeout=20)
+                run.proc.wait(timeout=10)
+        if run.proc is not None:
+            # The JVM may outlive a killed Python parent: end what is left of its group.
+            end_process_group(run.proc.pid)
+        shutil.rmtree(run.paths.scratch, ignore_errors=True)
+        if not run.params["keep_topics"]:
+            try:
+                delete_run_topics(ctx.services, ctx.run_id)
+            except Exception as exc:  # noqa: BLE001 - results are collected; do not fail the run
+                log.warning("could not delete the run's topics: %s", exc)
