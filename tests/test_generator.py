@@ -316,3 +316,13 @@ def test_kafka_round_trip_matches_truth_exactly(
             assert len(values) >= 5
             assert values == sorted(values) and values[-1] == summary["schedule_end_ns"]
     assert {p for p, _ in events} == set(range(4)) - set(idle_partitions)
+
+
+def test_missing_topic_fails_before_anything_starts(
+    services: Any, config: dict, tmp_path: Path
+) -> None:
+    sink = {"kind": "kafka", "bootstrap": services.kafka_bootstrap, "topic": "no-such-topic"}
+    out = tmp_path / "generator"
+    with pytest.raises(ConfigError, match="sink key topic"):
+        launch_generators(spec(), config, sink, out)
+    assert not out.exists()

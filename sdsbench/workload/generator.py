@@ -61,7 +61,14 @@ from sdsbench.workload.arrivals import (
     validate_arrival,
 )
 from sdsbench.workload.events import Batch, EventFactory
-from sdsbench.workload.sinks import DeliveryError, Sink, make_sink, producer_settings, validate_sink
+from sdsbench.workload.sinks import (
+    DeliveryError,
+    Sink,
+    check_kafka_topic,
+    make_sink,
+    producer_settings,
+    validate_sink,
+)
 from sdsbench.workload.truth import (
     RateRecorder,
     TruthRecorder,
@@ -598,6 +605,8 @@ def launch_generators(
     start time about START_LEAD_S from now. Call ``wait()`` on the result."""
     run = validate_spec(spec, config)
     sink = validate_sink(sink)
+    if sink["kind"] == "kafka":
+        check_kafka_topic(sink)
     out_dir = Path(out_dir)
     inputs = out_dir / "parts" / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)

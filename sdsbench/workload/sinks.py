@@ -86,6 +86,30 @@ def validate_sink(sink: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_kafka_topic(sink: Mapping[str, Any], timeout_s: float = 15.0) -> list[int]:
+    """The topic's partitions; ConfigError when the topic (or an idle partition) does not
+    exist, so a bad sink fails before any producer process starts."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": sink["bootstrap"]})
+    try:
+        meta = admin.list_topics(sink["topic"], timeout=timeout_s).topics.get(sink["topic"])
+    except KafkaException as exc:
+        raise ConfigError(
+            f"sink key bootstrap: broker {sink['bootstrap']} unreachable: {exc}"
+        ) from exc
+    if meta is None or meta.error is not None or not meta.partitions:
+        raise ConfigError(f"sink key topic: topic {sink['topic']!r} does not exist")
+    partitions = sorted(meta.partitions)
+    unknown = set(sink.get("idle_partitions") or []) - set(partitions)
+    if unknown:
+        raise ConfigError(f"sink key idle_partitions: no such partitions {sorted(unknown)}")
+    if not set(partitions) - set(sink.get("idle_partitions") or []):
+        raise ConfigError("sink key idle_partitions: every partition is idle")
+    return partitions
+
+
 def producer_settings(workload: Mapping[str, Any]) -> dict[str, Any]:
     """workload.kafka_producer with defaults for keys a config does not set."""
     settings = dict(DEFAULT_KAFKA_PRODUCER)
