@@ -95,7 +95,10 @@ def test_resource_sampler_measures_a_busy_child(tmp_path):
     launcher = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}])"
     parent = subprocess.Popen([sys.executable, "-c", launcher])
     try:
-        sampler = ResourceSampler(tmp_path / "res.csv", lambda: [parent.pid], interval_s=0.5)
+        sampler = ResourceSampler(
+            tmp_path / "res.csv", lambda: [parent.pid], interval_s=0.5,
+            service_pids={"busy": parent.pid, "external": None},
+        )
         sampler.start()
         time.sleep(2.6)
         sampler.stop()
@@ -116,6 +119,9 @@ def test_resource_sampler_measures_a_busy_child(tmp_path):
     machine = [r for r in rows if r["scope"] == "machine"]
     assert len(sut) == len(machine) >= 3
     assert max(float(r["cpu_percent"]) for r in sut) > 10
+    service = [r for r in rows if r["scope"] == "service"]
+    assert {r["name"] for r in service} == {"busy"}  # an external service (no pid) is skipped
+    assert len(service) == len(sut) and max(float(r["cpu_percent"]) for r in service) > 10
     assert all(float(r["rss_mb"]) > 0 for r in machine)
 
 

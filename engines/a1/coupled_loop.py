@@ -175,7 +175,9 @@ def run(job: dict[str, Any], stop: _Stop) -> int:
     conn = pg_schema.connect(job["dsn"], job["schema"])
     source.start_ns = default_start_ns(START_LEAD_S)
     start_ms = source.start_ns // 1_000_000
-    max_disorder_ms = int(config["workload"]["disorder"]["max_delay_ms"])
+    # Delayed events reach back up to max_delay_ms before the schedule start.
+    disorder = config["workload"]["disorder"]
+    max_disorder_ms = int(disorder["max_delay_ms"]) if disorder["fraction"] > 0 else 0
     runner = WindowQueryRunner(
         conn, "a1", run_dir, start_ms - max_disorder_ms, int(params["query_grace_ms"]),
         int(job["window_ms"]),

@@ -86,7 +86,6 @@ class Pipeline:
             "ads_per_campaign": workload["ads_per_campaign"],
             "window_ms": contract.WINDOW_MS,
             "grace_ms": int(params["query_grace_ms"]),
-            "max_disorder_ms": int(workload["disorder"]["max_delay_ms"]),
             "max_batch_messages": int(params["max_batch_messages"]),
             "poll_timeout_ms": int(params["poll_timeout_ms"]),
             "session_timeout_ms": int(params["session_timeout_ms"]),

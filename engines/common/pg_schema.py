@@ -192,6 +192,13 @@ def last_click_time_ns(cur: psycopg.Cursor) -> int | None:
     return None if value is None else int(value)
 
 
+def first_click_time_ns(cur: psycopg.Cursor) -> int | None:
+    """Event time of the earliest click stored (index-backed: the partial index)."""
+    cur.execute("SELECT min(event_time_ns) FROM events WHERE event_type = 'click'")
+    (value,) = cur.fetchone()
+    return None if value is None else int(value)
+
+
 def first_event_time_ns(cur: psycopg.Cursor) -> int | None:
     """Event time of some stored event (any one row: cheap), or None while empty."""
     cur.execute("SELECT event_time_ns FROM events LIMIT 1")

@@ -188,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
 
     window_ms = int(job.get("window_ms", contract.WINDOW_MS))
     conn = pg_schema.connect(job["dsn"], job["schema"])
-    # The first window is the one holding the first event minus the largest disorder the
-    # generator may apply, so no window with data is skipped; empty ones cost one query.
     first_ns = None
     while first_ns is None and not stop.requested:
         with conn.cursor() as cur:
@@ -201,7 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         log.info("stopped before any event was stored")
         conn.close()
         return 0
-    first_ms = first_ns // 1_000_000 - int(job["max_disorder_ms"])
+    # The first stored row need not be the earliest: delayed events carry event times up
+    # to the disorder bound earlier, and other partitions may lag. Wait until the first
+    # row's window is due, then start at the window of the earliest click stored by then
+    # (index-backed min), so no window with clicks is skipped and no empty one is queried.
+    first_ms = contract.event_window_start_ms(first_ns, window_ms)
+    while not stop.requested and now_ms() < first_ms + window_ms + int(job["grace_ms"]):
+        time.sleep(0.1)
+    with conn.cursor() as cur:
+        earliest_click_ns = pg_schema.first_click_time_ns(cur)
+    conn.commit()
+    if earliest_click_ns is not None:
+        first_ms = min(first_ms, contract.event_window_start_ms(earliest_click_ns, window_ms))
     runner = WindowQueryRunner(
         conn, job["pipeline"], Path(job["run_dir"]), first_ms, int(job["grace_ms"]), window_ms
     )

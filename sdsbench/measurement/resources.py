@@ -6,14 +6,21 @@ and Flink fork JVMs and Python workers) and appends to ``csv_path``:
 
     time_ms, scope, pid, name, cpu_percent, rss_mb
 
-- ``scope=process``: one row per live process; ``cpu_percent`` is psutil's, i.e. per
+- ``scope=process``: one row per live SUT process; ``cpu_percent`` is psutil's, i.e. per
   core (200 = two cores busy) over the last interval;
 - ``scope=sut``: the sum over those processes (pid -1);
+- ``scope=service`` (only with ``service_pids``, e.g. ``Services.pids``): one row per
+  shared service, summed over its process tree (the PostgreSQL postmaster and its
+  backends, the broker JVM), name = the service's label. For A1 and A2 most of the
+  work happens inside PostgreSQL, which the SUT rows alone would not show. Its rss_mb
+  sums the processes' RSS, so shared memory (PostgreSQL's shared buffers) counts once
+  per process that touched it: an upper bound;
 - ``scope=machine``: whole-machine CPU in percent of ALL cores (100 = all busy) and
-  used memory, which includes the shared services (PostgreSQL, the Kafka broker).
+  used memory; it includes everything else running on the machine.
 
 A process is first seen at one tick and reported from the next: psutil's CPU percent
-needs two readings, and reporting 0.0 for the first would understate the load.
+needs two readings, and reporting 0.0 for the first would understate the load. A
+process that lives less than one interval (a short-lived backend) is not seen at all.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import csv
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import psutil
@@ -38,10 +45,12 @@ class ResourceSampler:
         csv_path: str | Path,
         pids_fn: Callable[[], Iterable[int]],
         interval_s: float = 1.0,
+        service_pids: Mapping[str, int | None] | None = None,
     ) -> None:
         self._path = Path(csv_path)
         self._pids_fn = pids_fn
         self._interval_s = interval_s
+        self._services = {k: v for k, v in (service_pids or {}).items() if v}
         self._procs: dict[int, psutil.Process] = {}  # primed processes, by pid
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,10 +69,10 @@ class ResourceSampler:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def _tree(self) -> dict[int, psutil.Process]:
-        """The SUT processes and their descendants now alive, by pid."""
+    def _tree(self, roots: Iterable[int]) -> dict[int, psutil.Process]:
+        """The given processes and their descendants now alive, by pid."""
         found: dict[int, psutil.Process] = {}
-        for pid in list(self._pids_fn()):
+        for pid in roots:
             try:
                 root = self._procs.get(pid) or psutil.Process(pid)
                 found[pid] = root
@@ -73,12 +82,11 @@ class ResourceSampler:
                 continue
         return found
 
-    def sample_rows(self) -> list[tuple]:
-        now_ms = time.time_ns() // 1_000_000
-        rows: list[tuple] = []
-        total_cpu = total_rss = 0.0
-        current = self._tree()
-        for pid, proc in current.items():
+    def _measure(self, tree: dict[int, psutil.Process]) -> dict[int, tuple[str, float, float]]:
+        """``pid -> (name, cpu_percent, rss_mb)`` of the primed processes; primes new ones.
+        Each process is read once per tick (a second read would see a ~0 s interval)."""
+        out = {}
+        for pid, proc in tree.items():
             known = self._procs.get(pid)
             try:
                 if known is None or known.create_time() != proc.create_time():
@@ -87,17 +95,35 @@ class ResourceSampler:
                     self._procs[pid] = proc
                     continue
                 with known.oneshot():
-                    cpu = known.cpu_percent(interval=None)
-                    rss_mb = known.memory_info().rss / 2**20
-                    name = known.name()
+                    out[pid] = (known.name(), known.cpu_percent(interval=None),
+                                known.memory_info().rss / 2**20)
             except psutil.Error:
                 continue
-            rows.append((now_ms, "process", pid, name, f"{cpu:.1f}", f"{rss_mb:.1f}"))
-            total_cpu += cpu
-            total_rss += rss_mb
-        for gone in set(self._procs) - set(current):
+        return out
+
+    def sample_rows(self) -> list[tuple]:
+        now_ms = time.time_ns() // 1_000_000
+        rows: list[tuple] = []
+        sut_tree = self._tree(list(self._pids_fn()))
+        service_trees = {label: self._tree([pid]) for label, pid in self._services.items()}
+        alive = dict(sut_tree)
+        for tree in service_trees.values():
+            alive.update(tree)
+        measured = self._measure(alive)
+
+        def total(pids: Iterable[int]) -> tuple[str, str]:
+            got = [measured[p] for p in pids if p in measured]
+            return f"{sum(m[1] for m in got):.1f}", f"{sum(m[2] for m in got):.1f}"
+
+        for pid in sut_tree:
+            if pid in measured:
+                name, cpu, rss_mb = measured[pid]
+                rows.append((now_ms, "process", pid, name, f"{cpu:.1f}", f"{rss_mb:.1f}"))
+        rows.append((now_ms, "sut", -1, "", *total(sut_tree)))
+        for label, tree in service_trees.items():
+            rows.append((now_ms, "service", self._services[label], label, *total(tree)))
+        for gone in set(self._procs) - set(alive):
             del self._procs[gone]
-        rows.append((now_ms, "sut", -1, "", f"{total_cpu:.1f}", f"{total_rss:.1f}"))
         machine_cpu = psutil.cpu_percent(interval=None)
         memory = psutil.virtual_memory()
         used_mb = (memory.total - memory.available) / 2**20
