@@ -220,10 +220,9 @@ def test_silent_partition_holds_the_watermark_and_idle_timeout_releases_it(
     assert summary["lateness_policy"] == "drop"
     assert summary["late_dropped_events"] == (0 if idle_timeout_ms is None else 1)
     # No absurd time ever reached a watermark: every value is within the run's times.
-    marks = pd.read_csv(tmp_path / "metrics" / "watermark.csv")["watermark_ms"]
-    marks = pd.to_numeric(marks.replace("inf", math.inf)).dropna()
-    finite = marks[marks < math.inf]
-    assert (finite <= now).all()
+    marks = pd.read_csv(tmp_path / "metrics" / "watermark.csv")
+    assert marks["end_of_input"].iloc[-1] == 1
+    assert (marks["watermark_ms"].dropna() <= now).all()
 
 
 # ------------------------------------------------------------------- whole runs
@@ -251,7 +250,7 @@ def _truth_vs_results(out: Path) -> pd.DataFrame:
     truth = pd.read_csv(out / "generator" / "truth.csv")
     truth = truth[truth["views"] + truth["clicks"] > 0]
     results = pd.read_csv(out / "results.csv")
-    late = pd.read_csv(out / "late.csv")
+    late = pd.read_csv(out / "metrics" / "late.csv")
     merged = truth.merge(late, on=["campaign_id", "window_start_ms"], how="left").fillna(0)
     latest = results.sort_values("offset").groupby(["campaign_id", "window_start_ms"]).last()
     return merged.merge(
@@ -261,8 +260,8 @@ def _truth_vs_results(out: Path) -> pd.DataFrame:
 
 
 def _assert_watermark_monotonic(out: Path) -> None:
-    marks = pd.read_csv(out / "metrics" / "watermark.csv")["watermark_ms"]
-    values = pd.to_numeric(marks.replace("inf", math.inf)).dropna()
+    marks = pd.read_csv(out / "metrics" / "watermark.csv")
+    values = marks["watermark_ms"].where(marks["end_of_input"] == 0, math.inf).dropna()
     assert len(values) > 10
     assert values.is_monotonic_increasing
     assert values.iloc[-1] == math.inf  # end of input reached at drain
@@ -281,24 +280,29 @@ def test_run_with_policy_drop_matches_truth_minus_dropped_late_events(
     both = _truth_vs_results(out)
     # A window whose every event was late has no result; all others must have one.
     missing = both[both["_merge"] == "left_only"]
-    assert (missing["views_truth"] == missing["dropped_views"]).all()
-    assert (missing["clicks_truth"] == missing["dropped_clicks"]).all()
+    assert (missing["views_truth"] == missing["views_dropped"]).all()
+    assert (missing["clicks_truth"] == missing["clicks_dropped"]).all()
     assert (both["_merge"] != "right_only").all(), "result for a window the generator never made"
     ok = both[both["_merge"] == "both"]
-    assert (ok["views_result"] + ok["dropped_views"] == ok["views_truth"]).all()
-    assert (ok["clicks_result"] + ok["dropped_clicks"] == ok["clicks_truth"]).all()
+    assert (ok["views_result"] + ok["views_dropped"] == ok["views_truth"]).all()
+    assert (ok["clicks_result"] + ok["clicks_dropped"] == ok["clicks_truth"]).all()
     # Only events the generator delayed can be late.
-    assert (both["dropped_views"] <= both["views_delayed"]).all()
+    assert (both["views_dropped"] <= both["views_delayed"]).all()
 
     summary = json.loads((out / "metrics" / "a3.json").read_text())
-    late = pd.read_csv(out / "late.csv")
-    dropped = int(late[["dropped_views", "dropped_clicks", "dropped_purchases"]].sum().sum())
+    late = pd.read_csv(out / "metrics" / "late.csv")
+    dropped = int(late[["views_dropped", "clicks_dropped", "purchases_dropped"]].sum().sum())
     assert dropped == summary["late_dropped_events"] > 0, "the setup should produce late events"
     assert summary["late_accepted_events"] == 0 and summary["lateness_policy"] == "drop"
     assert summary["drain"]["caught_up"] and summary["drain"]["fired_all"]
     _assert_watermark_monotonic(out)
     lag = pd.read_csv(out / "metrics" / "lag.csv")
     assert len(lag) > 0 and (lag["lag"] >= 0).all()
+    sample = pd.read_csv(out / "metrics" / "events_sample.csv")
+    assert 0 < len(sample) <= summary["stored_events"]
+    assert sample["event_time_ms"].between(
+        both["window_start_ms"].min(), both["window_start_ms"].max() + contract.WINDOW_MS
+    ).all()
 
 
 def test_run_with_policy_update_reemits_windows_and_ends_exact(
@@ -314,12 +318,12 @@ def test_run_with_policy_update_reemits_windows_and_ends_exact(
     # the last record of each window is exact.
     assert (both["views_result"] == both["views_truth"]).all()
     assert (both["clicks_result"] == both["clicks_truth"]).all()
-    assert (both[["dropped_views", "dropped_clicks"]] == 0).all().all()
+    assert (both[["views_dropped", "clicks_dropped"]] == 0).all().all()
 
     results = pd.read_csv(out / "results.csv")
     emissions = results.groupby(["campaign_id", "window_start_ms"]).size()
-    late = pd.read_csv(out / "late.csv")
-    updated = late[late["accepted_views"] + late["accepted_clicks"] > 0]
+    late = pd.read_csv(out / "metrics" / "late.csv")
+    updated = late[late["views_accepted"] + late["clicks_accepted"] > 0]
     assert len(updated) > 0, "the setup should produce late events"
     updated_keys = set(zip(updated["campaign_id"], updated["window_start_ms"], strict=True))
     for key, count in emissions.items():

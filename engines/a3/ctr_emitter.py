@@ -41,8 +41,9 @@ FLUSH_TIMEOUT_S = 10.0
 
 def watermark_columns(partitions: int) -> list[str]:
     return [
-        "wall_ms",
-        "watermark_ms",  # WATERMARK_NOW() after this tick (monotonic); "inf" after drain
+        "time_ms",  # wall clock of the sample
+        "watermark_ms",  # WATERMARK_NOW() after this tick (monotonic); empty = none yet or +inf
+        "end_of_input",  # 1 once the input has ended (drain): WATERMARK_NOW() = +infinity
         "low_watermark_ms",  # this tick's candidate, min over non-idle partitions
         "injector_watermark_ms",  # min over partitions of the injector (marker) watermark
         "max_event_time_ms",  # newest event time durable in PostgreSQL
@@ -55,9 +56,15 @@ def watermark_columns(partitions: int) -> list[str]:
 
 
 def _ms(value: int | None) -> str:
-    if value is None:
+    """A watermark cell: empty for none and for +infinity (see the end_of_input column), so
+    plots and statistics of the column never meet an infinite value."""
+    if value is None or value >= END_OF_INPUT_MS:
         return ""
-    return "inf" if value >= END_OF_INPUT_MS else str(value)
+    return str(value)
+
+
+def _label(value: int | None) -> str:
+    return "inf" if value is not None and value >= END_OF_INPUT_MS else str(value)
 
 
 def result_record(row: tuple, result_time_ms: int) -> dict[str, Any]:
@@ -153,6 +160,7 @@ class CtrEmitter:
         return [
             str(time.time_ns() // 1_000_000),
             _ms(current),
+            "1" if current is not None and current >= END_OF_INPUT_MS else "0",
             _ms(self._last_candidate),
             _ms(None if any(i is None for i in injectors) or not injectors else min(injectors)),
             _ms(max(max_times) if max_times else None),
@@ -194,7 +202,7 @@ class CtrEmitter:
                 fh.flush()
                 if time.monotonic() >= next_progress:
                     print(
-                        f"[a3-emitter] watermark {_ms(current)} fired {self.fired:,} "
+                        f"[a3-emitter] watermark {_label(current)} fired {self.fired:,} "
                         f"updates {self.updates:,} ticks {self.ticks:,}",
                         flush=True,
                     )
@@ -203,7 +211,7 @@ class CtrEmitter:
                 time.sleep(max(0.0, next_tick - time.monotonic()))
                 next_tick = max(next_tick, time.monotonic() - interval_s)
         conn.close()
-        print(f"[a3-emitter] stopped: watermark {_ms(current)} fired {self.fired:,}", flush=True)
+        print(f"[a3-emitter] stopped: watermark {_label(current)} fired {self.fired:,}", flush=True)
         return 0
 
 
