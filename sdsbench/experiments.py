@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from sdsbench.config import deep_merge
@@ -41,7 +42,7 @@ def make_spec(
     """Build one run spec; the run id says what the run is."""
     params = params or {}
     if run_id is None:
-        suffix = "".join(f"-{_short(k)}{v}" for k, v in sorted(params.items()))
+        suffix = "".join(f"-{_short(k)}{_id_safe(v)}" for k, v in sorted(params.items()))
         run_id = f"{pipeline}-{process}-r{int(rate_eps)}{suffix}"
     return {
         "run_id": run_id,
@@ -53,7 +54,14 @@ def make_spec(
     }
 
 
-_SHORT = {"parallelism": "p", "watermark_delay_ms": "wm", "shuffle_partitions": "sp"}
+_SHORT = {"parallelism": "p", "watermark_delay_ms": "wm", "watermark_bound_ms": "wm",
+          "shuffle_partitions": "sp", "master": ""}
+
+
+def _id_safe(value: Any) -> str:
+    # Run ids become paths and shell words: keep letters, digits and dots only
+    # (local[2] -> local2).
+    return re.sub(r"[^A-Za-z0-9.]+", "", str(value))
 
 
 def _short(key: str) -> str:
@@ -70,24 +78,44 @@ GROUPS: tuple[str, ...] = ("baseline", "event_time", "parallelism", "watermark_d
 AT_THRESHOLD = "at_threshold"
 
 
-def _grid(vary: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """All combinations of the varied settings ([{}] when nothing varies)."""
+def _combinations(vary: dict[str, list[Any]] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Settings of each run of a block: the cartesian product of a mapping
+    setting -> values, or the explicit list of mappings; [{}] when nothing varies."""
+    if not vary:
+        return [{}]
+    if isinstance(vary, list):
+        return [dict(v) for v in vary]
     combos: list[dict[str, Any]] = [{}]
     for key in sorted(vary):
         combos = [{**c, key: value} for c in combos for value in vary[key]]
     return combos
 
 
-def _check_vary(config: dict[str, Any], group: str, pipeline: str, key: str) -> None:
+def _check_vary(config: dict[str, Any], where: str, pipeline: str, key: str) -> None:
     # A typo in a varied setting would otherwise run the default silently.
     section = config.get(pipeline)
     if isinstance(section, dict) and section and key not in section:
         from sdsbench.config import ConfigError
 
         raise ConfigError(
-            f"config key experiments.groups.{group}.vary.{key}: pipeline {pipeline} "
+            f"config key {where}.vary.{key}: pipeline {pipeline} "
             f"has no setting {key!r} (its settings: {sorted(section)})"
         )
+
+
+def _group_specs(config: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    specs = []
+    for i, block in enumerate(config["experiments"]["groups"][group]):
+        combos = _combinations(block.get("vary"))
+        for pipeline in block["pipelines"]:
+            for key in {k for c in combos for k in c}:
+                _check_vary(config, f"experiments.groups.{group}.{i}", pipeline, key)
+            for process in block["processes"]:
+                for rate in block["rates_eps"]:
+                    for params in combos:
+                        specs.append(make_spec(config, pipeline, process, rate, params,
+                                               duration_s=block.get("duration_s")))
+    return specs
 
 
 def threshold_run_id(pipeline: str, process: str, multiple: float) -> str:
@@ -108,18 +136,8 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     experiments = config["experiments"]
     runs: dict[str, dict[str, Any]] = {}
     for group in GROUPS:
-        spec_of = experiments["groups"][group]
-        for pipeline in spec_of["pipelines"]:
-            for key in spec_of.get("vary", {}):
-                _check_vary(config, group, pipeline, key)
-            for process in spec_of["processes"]:
-                for rate in spec_of["rates_eps"]:
-                    for params in _grid(spec_of.get("vary", {})):
-                        spec = make_spec(
-                            config, pipeline, process, rate, params,
-                            duration_s=spec_of.get("duration_s"),
-                        )
-                        runs.setdefault(spec["run_id"], spec)
+        for spec in _group_specs(config, group):
+            runs.setdefault(spec["run_id"], spec)
     at = experiments[AT_THRESHOLD]
     for pipeline in at["pipelines"]:
         for multiple in at["multiples"]:
@@ -137,16 +155,9 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def run_groups(config: dict[str, Any]) -> dict[str, list[str]]:
     """Run ids of each group (a run may belong to several), plus ``at_threshold``."""
     experiments = config["experiments"]
-    groups: dict[str, list[str]] = {}
-    for group in GROUPS:
-        spec_of = experiments["groups"][group]
-        ids = []
-        for pipeline in spec_of["pipelines"]:
-            for process in spec_of["processes"]:
-                for rate in spec_of["rates_eps"]:
-                    for params in _grid(spec_of.get("vary", {})):
-                        ids.append(make_spec(config, pipeline, process, rate, params)["run_id"])
-        groups[group] = ids
+    groups: dict[str, list[str]] = {
+        group: [spec["run_id"] for spec in _group_specs(config, group)] for group in GROUPS
+    }
     at = experiments[AT_THRESHOLD]
     groups[AT_THRESHOLD] = [
         threshold_run_id(p, at["process"], m) for p in at["pipelines"] for m in at["multiples"]
@@ -188,3 +199,23 @@ def resolve_threshold_rate(spec: dict[str, Any], search_result: dict[str, Any]) 
     spec["arrival"]["rate_eps"] = round(base_rate * float(rate_of["multiple"]))
     spec["arrival"]["rate_basis"] = basis
     return spec
+
+
+# ------------------------------------------------------------- what a run depends on
+def run_settings(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Everything a run's result depends on besides code and its spec. The workflow
+    passes it as a rule parameter, so changing any of it reruns exactly the runs it
+    affects (a pipeline's section only that pipeline's runs)."""
+    return {
+        "pipeline": pipeline_params(config, spec),
+        "workload": config["workload"],
+        "run": config["run"],
+        "partitions": config["services"]["kafka"]["partitions"],
+    }
+
+
+def search_settings(config: dict[str, Any], pipeline: str, process: str) -> dict[str, Any]:
+    """What a t_h search depends on besides code (see ``run_settings``)."""
+    spec = make_spec(config, pipeline, process, 1)
+    return {"search": config["search"], "process": process,
+            "warmup_s": config["experiments"]["warmup_s"], **run_settings(config, spec)}

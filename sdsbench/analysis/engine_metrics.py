@@ -6,6 +6,7 @@ Every adapter tolerates a missing file (the quantity becomes NaN / an empty seri
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -25,12 +26,32 @@ DELAY_SETTING: dict[str, str] = {
 CONTRACT_PIPELINES = ("a3", "spark", "flink")
 
 
-def configured_delay_ms(pipeline: str, params: dict[str, Any]) -> float:
-    """The configured delay of the run (see DELAY_SETTING); raises naming the setting."""
+def configured_delay_ms(pipeline: str, params: dict[str, Any], config: dict[str, Any]) -> float:
+    """The configured delay of the run (see DELAY_SETTING); raises naming the setting.
+    A3's bound defaults (null) to the generator's largest disorder delay."""
     key = DELAY_SETTING[pipeline]
     if key not in params:
         raise KeyError(f"pipeline {pipeline}: setting {key!r} not in its config section")
-    return float(params[key])
+    value = params[key]
+    if value is None and pipeline == "a3":
+        value = config["workload"]["disorder"]["max_delay_ms"]
+    if value is None:
+        raise ValueError(f"pipeline {pipeline}: setting {key!r} is null")
+    return float(value)
+
+
+def parallelism_of(pipeline: str, params: dict[str, Any]) -> float:
+    """Degree of parallelism of a run: Flink's ``parallelism``, the n of Spark's
+    ``local[n]`` master, A2/A3's consumer processes; NaN when none applies."""
+    if "parallelism" in params and params["parallelism"] is not None:
+        return float(params["parallelism"])
+    master = str(params.get("master", ""))
+    match = re.fullmatch(r"local\[(\d+)\]", master)
+    if match:
+        return float(match.group(1))
+    if "consumers" in params:
+        return float(params["consumers"])
+    return math.nan
 
 
 def watermark_series(run: RunData) -> pd.DataFrame:

@@ -80,7 +80,11 @@ def window_latencies(
     first["latency_from_last_insertion_ms"] = first["visible_ms"] - first["max_insertion_ms"]
     first["latency_from_window_end_ms"] = first["visible_ms"] - first["window_end_ms"]
     first["latency_above_delay_ms"] = first["latency_from_window_end_ms"] - float(delay_ms)
-    return first[cols].sort_values(["window_start_ms", "campaign_id"]).reset_index(drop=True)
+    # A1/A2 results carry the wall time of the query that produced them.
+    extra = [c for c in ("query_latency_ms",) if c in first.columns]
+    return (
+        first[cols + extra].sort_values(["window_start_ms", "campaign_id"]).reset_index(drop=True)
+    )
 
 
 def steady_mask(

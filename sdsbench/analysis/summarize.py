@@ -86,6 +86,15 @@ def _resource_stats(run: RunData, start_ms: float, end_ms: float) -> dict[str, f
     return out
 
 
+def _watermark_stats(run: RunData, start_ms: float, end_ms: float) -> dict[str, float]:
+    """How far the watermark trails processing time while input flows (watermark lag =
+    sample time - watermark), from the engine's own watermark series."""
+    wm = engine_metrics.watermark_series(run)
+    during = wm[(wm["time_ms"] >= start_ms) & (wm["time_ms"] <= end_ms)]
+    lag = during["time_ms"].astype(float) - during["watermark_ms"].astype(float)
+    return latency.describe(lag, "watermark_lag_ms")
+
+
 def _rejects_total(run: RunData) -> float:
     if run.rejects is None or "count" not in run.rejects:
         return math.nan
@@ -137,7 +146,9 @@ def summarize_run(
         from sdsbench.experiments import pipeline_params
 
         params = pipeline_params(run.provenance.get("config", config), spec)
-    delay_ms = engine_metrics.configured_delay_ms(pipeline, params)
+    params = dict(params)
+    run_config = run.provenance.get("config", config)
+    delay_ms = engine_metrics.configured_delay_ms(pipeline, params, run_config)
     start_ms, end_ms = _generator_times_ms(run)
     warmup_s = float(config["experiments"]["warmup_s"])
     fields = _counted_fields(pipeline)
@@ -153,6 +164,7 @@ def summarize_run(
         "seed": spec["seed"],
         "params": json.dumps(spec.get("params", {}), sort_keys=True),
         "configured_delay_ms": delay_ms,
+        "parallelism": engine_metrics.parallelism_of(pipeline, params),
         "generator_start_ms": start_ms,
         "generator_end_ms": end_ms,
         "warmup_s": warmup_s,
@@ -192,6 +204,7 @@ def summarize_run(
     summary |= check
     summary["rejected_events"] = _rejects_total(run)
     summary |= _resource_stats(run, start_ms, end_ms)
+    summary |= _watermark_stats(run, start_ms, end_ms)
     summary |= engine_metrics.indicators(run)
     if "search" in config:
         verdict = sustainable(summary, Criterion.from_config(config["search"]))
@@ -202,3 +215,73 @@ def summarize_run(
     windows["window_end_ms"] = windows["window_start_ms"] + WINDOW_MS
     windows["steady"] = latency.steady_mask(windows, start_ms, end_ms, delay_ms, warmup_s)
     return summary, windows, _series(run, start_ms)
+
+
+def provenance_digest(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a run's provenance the tables and the paper quote."""
+    keys = ("run_id", "profile", "seed", "started", "ended", "wall_s", "machine", "software",
+            "services", "git")
+    return {k: provenance.get(k) for k in keys}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return _json_safe(value.item())
+    return value
+
+
+def write_run_summary(
+    run_dir: str | Path, config: dict[str, Any], summary_path: str | Path,
+    windows_path: str | Path, series_path: str | Path,
+) -> dict[str, Any]:
+    """Summarize ``run_dir`` and write the three files atomically."""
+    from sdsbench.rundir import write_json_atomic, write_text_atomic
+
+    summary, windows, series = summarize_run(run_dir, config)
+    provenance = json.loads((Path(run_dir) / "provenance.json").read_text())
+    write_json_atomic(
+        summary_path,
+        {"row": {k: _json_safe(v) for k, v in summary.items()},
+         "provenance": provenance_digest(provenance)},
+    )
+    write_text_atomic(windows_path, windows.to_csv(index=False))
+    write_text_atomic(series_path, series.to_csv(index=False))
+    return summary
+
+
+def summarize_search(
+    result: dict[str, Any], trials_dir: str | Path, config: dict[str, Any]
+) -> dict[str, Any]:
+    """The search result with every trial re-analysed by the current code. The verdict the
+    search acted on is kept (``sustainable``); ``sustainable_now`` is today's analysis."""
+    trials_dir = Path(trials_dir)
+    criterion = Criterion.from_config(config["search"])
+    trials = []
+    provenance = None
+    for trial in result["trials"]:
+        run_id = trial["summary"].get("run_id")
+        entry = {k: trial[k] for k in ("rate_eps", "sustainable", "reasons")}
+        entry["run_id"] = run_id
+        run_dir = trials_dir / str(run_id)
+        if "failed" not in trial["summary"] and run_dir.is_dir():
+            summary, _, _ = summarize_run(run_dir, config)
+            verdict = sustainable(summary, criterion)
+            entry["sustainable_now"] = verdict["sustainable"]
+            entry["reasons_now"] = verdict["reasons"]
+            entry["row"] = {k: _json_safe(v) for k, v in summary.items()}
+            if provenance is None:
+                provenance = provenance_digest(
+                    json.loads((run_dir / "provenance.json").read_text()))
+        else:
+            entry["sustainable_now"] = False
+            entry["reasons_now"] = trial["reasons"]
+            entry["row"] = None
+        trials.append(entry)
+    out = {k: v for k, v in result.items() if k != "trials"}
+    out["trials"] = trials
+    out["verdicts_changed"] = [t["run_id"] for t in trials
+                               if t["sustainable"] != t["sustainable_now"]]
+    out["provenance"] = provenance
+    return out

@@ -1,0 +1,65 @@
+# ------------------------------------------------------------------ per-run analysis
+# Analysis rules list the library modules they use: editing the analysis reruns it
+# (cheap), never the engine runs.
+
+
+rule summarize_run:
+    input:
+        run=f"{RAW}/{{run_id}}",
+        code=ANALYSIS_CODE,
+        script=f"{SCRIPTS}/summarize_run.py",
+    output:
+        summary=f"{SUMMARY}/runs/{{run_id}}.json",
+        windows=f"{SUMMARY}/windows/{{run_id}}.csv",
+        series=f"{SUMMARY}/series/{{run_id}}.csv",
+    params:
+        analysis={"warmup_s": config["experiments"]["warmup_s"], "search": config["search"]},
+    log:
+        f"{LOGS}/summarize/{{run_id}}.log",
+    shell:
+        "{PY} {input.script} {CONFIG_ARGS} --run-dir {input.run} --summary {output.summary}"
+        " --windows {output.windows} --series {output.series} > {log} 2>&1"
+
+
+rule summarize_search:
+    input:
+        search=f"{SEARCH}/{{search_id}}.json",
+        code=ANALYSIS_CODE,
+        script=f"{SCRIPTS}/summarize_search.py",
+    output:
+        f"{SUMMARY}/search/{{search_id}}.json",
+    params:
+        trials=lambda w: f"{SEARCH}/{w.search_id}/trials",
+        analysis={"warmup_s": config["experiments"]["warmup_s"], "search": config["search"]},
+    log:
+        f"{LOGS}/summarize/search-{{search_id}}.log",
+    shell:
+        "{PY} {input.script} {CONFIG_ARGS} --search {input.search} --trials {params.trials}"
+        " --out {output} > {log} 2>&1"
+
+
+# ------------------------------------------------------------------ tables across runs
+TABLE_NAMES = ("runs", "search", "stress", "correctness")
+TABLES = [f"{SUMMARY}/{name}.csv" for name in TABLE_NAMES]
+RUN_SUMMARIES = [f"{SUMMARY}/runs/{r}.json" for r in RUNS]
+SEARCH_SUMMARIES = [f"{SUMMARY}/search/{s}.json" for s in SEARCHES]
+
+
+rule make_table:
+    input:
+        runs=RUN_SUMMARIES,
+        searches=SEARCH_SUMMARIES,
+        code=[f"{LIBRARY}/analysis/tables.py", f"{LIBRARY}/experiments.py"],
+        script=f"{SCRIPTS}/make_table.py",
+    output:
+        f"{SUMMARY}/{{table}}.csv",
+    wildcard_constraints:
+        table="|".join(TABLE_NAMES),
+    params:
+        groups=GROUPS,
+        summary_dir=lambda w: SUMMARY,
+    log:
+        f"{LOGS}/table/{{table}}.log",
+    shell:
+        "{PY} {input.script} {CONFIG_ARGS} --table {wildcards.table}"
+        " --summary-dir {params.summary_dir} --out {output} > {log} 2>&1"

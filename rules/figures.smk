@@ -1,0 +1,28 @@
+# ------------------------------------------------------------------ figures
+# One target per figure: figures/<profile>/<name>.png (and .pdf), drawn by
+# sdsbench/plots/<name>.py from summary files only (never from raw runs).
+
+FIGURE_INPUTS = figure_inputs(SUMMARY, RUNS, GROUPS, SEARCHES)
+FIGURE_NAMES = sorted(FIGURE_INPUTS)
+FIGURE_FILES = [f"{FIGURES}/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")]
+
+
+rule figure:
+    input:
+        data=lambda w: FIGURE_INPUTS[w.figure],
+        code=lambda w: [f"{LIBRARY}/plots/{m}.py"
+                        for m in (w.figure, "common", "event_time_common")],
+        script=f"{SCRIPTS}/plot.py",
+    output:
+        png=f"{FIGURES}/{{figure}}.png",
+        pdf=f"{FIGURES}/{{figure}}.pdf",
+    wildcard_constraints:
+        figure="|".join(FIGURE_NAMES),
+    params:
+        groups=GROUPS,
+        summary_dir=lambda w: SUMMARY,
+    log:
+        f"{LOGS}/figure/{{figure}}.log",
+    shell:
+        "{PY} {input.script} {wildcards.figure} {CONFIG_ARGS} --summary-dir {params.summary_dir}"
+        " --png {output.png} --pdf {output.pdf} > {log} 2>&1"

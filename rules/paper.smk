@@ -1,0 +1,50 @@
+# ------------------------------------------------------------------ the paper
+# Rendered from jinja2 templates; every number comes from the summary files. A PDF is
+# built only where a TeX engine is installed (Debian: apt-get install latexmk
+# texlive-latex-base texlive-latex-recommended texlive-fonts-recommended).
+
+TEX_ENGINE = shutil.which("latexmk") or shutil.which("pdflatex")
+PAPER_FILES = [f"{PAPER}/paper.md", f"{PAPER}/paper.tex"]
+if TEX_ENGINE:
+    PAPER_FILES.append(f"{PAPER}/paper.pdf")
+
+
+rule paper:
+    input:
+        tables=TABLES,
+        figures=FIGURE_FILES,
+        runs=RUN_SUMMARIES,
+        searches=SEARCH_SUMMARIES,
+        templates=[f"paper/templates/{t}.j2" for t in ("body", "paper.md", "paper.tex")],
+        code=[f"{LIBRARY}/{m}.py" for m in (
+            "analysis/paper_context", "analysis/paper_format", "analysis/tables",
+            "analysis/oracle", "analysis/latency", "analysis/flow",
+            "analysis/throughput_search", "analysis/knee", "plots/common")],
+        script=f"{SCRIPTS}/render_paper.py",
+    output:
+        md=f"{PAPER}/paper.md",
+        tex=f"{PAPER}/paper.tex",
+    params:
+        summary_dir=lambda w: SUMMARY,
+        figures_dir=lambda w: FIGURES,
+    log:
+        f"{LOGS}/paper/render.log",
+    shell:
+        "{PY} {input.script} {CONFIG_ARGS} --summary-dir {params.summary_dir}"
+        " --figures-dir {params.figures_dir} --md {output.md} --tex {output.tex} > {log} 2>&1"
+
+
+rule paper_pdf:
+    input:
+        tex=f"{PAPER}/paper.tex",
+        figures=FIGURE_FILES,
+    output:
+        f"{PAPER}/paper.pdf",
+    params:
+        build_dir=lambda w: PAPER,
+    log:
+        f"{LOGS}/paper/pdf.log",
+    shell:
+        "log=$(realpath {log}); cd {params.build_dir} &&"
+        " (latexmk -pdf -interaction=nonstopmode paper.tex"
+        " || pdflatex -interaction=nonstopmode paper.tex) > $log 2>&1"

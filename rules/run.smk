@@ -1,0 +1,49 @@
+# ------------------------------------------------------------------ engine runs
+# One job per run. Runs never overlap (they would distort each other's measurements):
+# every job here takes the single `bench_slot`, and the Makefile passes
+# `--resources bench_slot=1`.
+#
+# Engine-run rules do NOT list library or engine code as inputs: a code change would
+# otherwise rerun every run (hours in the full profile). They rerun when their own
+# settings change (params: the run spec and every configuration value the run reads,
+# sdsbench.experiments.run_settings), or when asked: `make clean-results`, or
+# `snakemake --forcerun run_experiment`.
+
+
+rule run_experiment:
+    input:
+        # Runs at a multiple of t_h need their search's result.
+        unpack(lambda w: {"search": f"{SEARCH}/{RUNS[w.run_id]['arrival']['rate_of']['search']}.json"}
+               if RUNS[w.run_id]["arrival"].get("rate_of") else {}),
+    output:
+        directory(f"{RAW}/{{run_id}}"),
+    params:
+        spec=lambda w: RUNS[w.run_id],
+        settings=lambda w: experiments.run_settings(config, RUNS[w.run_id]),
+        search_arg=lambda w, input: (
+            f"--search-result {shlex.quote(input.search)}" if "search" in input.keys() else ""
+        ),
+    log:
+        f"{LOGS}/run/{{run_id}}.log",
+    resources:
+        bench_slot=1,
+    shell:
+        "{PY} {SCRIPTS}/run_experiment.py {CONFIG_ARGS} --run-id {wildcards.run_id}"
+        " --out {output} {params.search_arg} > {log} 2>&1"
+
+
+rule search_throughput:
+    # Trials are complete runs under <search_id>/trials/, not declared outputs: an
+    # interrupted search reuses the trials it finished when rerun.
+    output:
+        f"{SEARCH}/{{search_id}}.json",
+    params:
+        settings=lambda w: experiments.search_settings(config, **SEARCHES[w.search_id]),
+        trials=lambda w: f"{SEARCH}/{w.search_id}/trials",
+    log:
+        f"{LOGS}/search/{{search_id}}.log",
+    resources:
+        bench_slot=1,
+    shell:
+        "{PY} {SCRIPTS}/search_throughput.py {CONFIG_ARGS} --search-id {wildcards.search_id}"
+        " --trials {params.trials} --out {output} > {log} 2>&1"

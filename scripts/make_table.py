@@ -1,0 +1,38 @@
+"""Build one table across runs from the summary files (sdsbench.analysis.tables).
+
+    python scripts/make_table.py --config config/config.yaml --table runs \
+        --summary-dir data/quick/summary --out data/quick/summary/runs.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sdsbench.analysis.tables import build_table  # noqa: E402
+from sdsbench.config import load_config  # noqa: E402
+from sdsbench.rundir import write_text_atomic  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
+    parser.add_argument("--overrides", help="JSON merged over the config files")
+    parser.add_argument("--table", required=True, choices=["runs", "search", "stress",
+                                                           "correctness"])
+    parser.add_argument("--summary-dir", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    table = build_table(args.table, args.summary_dir, config)
+    write_text_atomic(args.out, table.to_csv(index=False))
+    print(f"{args.table}: {len(table)} rows -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Search the sustainable throughput t_h of one pipeline under one arrival process.
+
+    python scripts/search_throughput.py --config config/config.yaml --search-id flink-spp \
+        --trials data/quick/search/flink-spp/trials --out data/quick/search/flink-spp.json
+
+Each trial is a complete run (sdsbench.runner.execute_run); the criterion and the
+ramp/bisection are in sdsbench.analysis.throughput_search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sdsbench.analysis.throughput_search import run_search  # noqa: E402
+from sdsbench.config import load_config  # noqa: E402
+from sdsbench.experiments import searches  # noqa: E402
+from sdsbench.rundir import write_json_atomic  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
+    parser.add_argument("--overrides", help="JSON merged over the config files")
+    parser.add_argument("--search-id", required=True, help="<pipeline>-<process>")
+    parser.add_argument("--trials", required=True, help="directory for the trial runs")
+    parser.add_argument("--out", required=True, help="result JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    known = searches(config)
+    if args.search_id not in known:
+        parser.error(f"search {args.search_id!r} is not in this profile ({sorted(known)})")
+    s = known[args.search_id]
+    result = run_search(config, s["pipeline"], s["process"], args.trials)
+    write_json_atomic(args.out, result)
+    logging.info("t_h of %s: %s (%s)", args.search_id, result["t_h_eps"], result["stop_reason"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

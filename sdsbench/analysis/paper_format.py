@@ -1,0 +1,179 @@
+"""Render the paper templates to Markdown and to LaTeX.
+
+One body (paper/templates/body.j2) serves both outputs: it writes structure only through
+helpers (``sec``, ``fig``, ``tab``, ``b``, ``c``, ``quote``, ``ul``) that each format
+implements. In LaTeX every other value printed by the template is escaped, so a run id
+or a caption can never break the document. Number helpers (``n``, ``k``, ``pct``) return
+plain text and print "n/a" for a missing value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+
+class Raw(str):
+    """Output of a structure helper: already in the target format, never escaped."""
+
+
+def _is_missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def n(x: Any, digits: int = 0) -> str:
+    """A number with thousands separators; "n/a" when missing."""
+    if _is_missing(x):
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    return f"{float(x):,.{digits}f}"
+
+
+def k(x: Any) -> str:
+    """A rate in thousands: 20000 -> 20k."""
+    if _is_missing(x):
+        return "n/a"
+    return f"{float(x) / 1000:,.4g}k"
+
+
+def pct(x: Any, digits: int = 1) -> str:
+    if _is_missing(x):
+        return "n/a"
+    return f"{100 * float(x):.{digits}f} per cent"
+
+
+def yn(x: Any) -> str:
+    return "n/a" if _is_missing(x) else ("yes" if x else "no")
+
+
+_TEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"\textless{}", ">": r"\textgreater{}",
+}
+_TEX_RE = re.compile("|".join(re.escape(c) for c in _TEX_SPECIALS))
+
+
+def tex_escape(text: str) -> str:
+    return _TEX_RE.sub(lambda m: _TEX_SPECIALS[m.group(0)], text)
+
+
+class Markdown:
+    name = "md"
+
+    def escape(self, text: str) -> str:
+        return text
+
+    def sec(self, title: str) -> Raw:
+        return Raw(f"## {title}")
+
+    def subsec(self, title: str) -> Raw:
+        return Raw(f"### {title}")
+
+    def b(self, text: Any) -> Raw:
+        return Raw(f"**{text}**")
+
+    def c(self, text: Any) -> Raw:
+        return Raw(f"`{text}`")
+
+    def quote(self, text: str) -> Raw:
+        body = "\n".join("    " + line if line else "" for line in str(text).splitlines())
+        return Raw(body)
+
+    def ul(self, items: Iterable[Any]) -> Raw:
+        return Raw("\n".join(f"- {item}" for item in items))
+
+    def fig(self, figure: dict[str, Any]) -> Raw:
+        return Raw(f"![{figure['name']}]({figure['png']})\n\n"
+                   f"*Figure {figure['name']}.* {figure['caption']}")
+
+    def tab(self, headers: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "") -> Raw:
+        lines = []
+        if caption:
+            lines += [f"*{caption}*", ""]
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "|".join("---" for _ in headers) + "|")
+        for row in rows:
+            lines.append("| " + " | ".join(str(v) for v in row) + " |")
+        return Raw("\n".join(lines))
+
+
+class Latex:
+    name = "tex"
+
+    def escape(self, text: str) -> str:
+        return tex_escape(text)
+
+    def sec(self, title: str) -> Raw:
+        return Raw(rf"\section{{{tex_escape(title)}}}")
+
+    def subsec(self, title: str) -> Raw:
+        return Raw(rf"\subsection{{{tex_escape(title)}}}")
+
+    def b(self, text: Any) -> Raw:
+        return Raw(rf"\textbf{{{tex_escape(str(text))}}}")
+
+    def c(self, text: Any) -> Raw:
+        return Raw(rf"\texttt{{{tex_escape(str(text))}}}")
+
+    def quote(self, text: str) -> Raw:
+        # verbatim needs no escaping; only its own end marker could break it.
+        return Raw("\\begin{verbatim}\n" + str(text).replace("\\end{verbatim}", "") +
+                   "\n\\end{verbatim}")
+
+    def ul(self, items: Iterable[Any]) -> Raw:
+        body = "\n".join(rf"  \item {tex_escape(str(item))}" for item in items)
+        return Raw("\\begin{itemize}\n" + body + "\n\\end{itemize}")
+
+    def fig(self, figure: dict[str, Any]) -> Raw:
+        return Raw(
+            "\\begin{figure}[htbp]\n\\centering\n"
+            rf"\includegraphics[width=\linewidth,height=0.45\textheight,keepaspectratio]"
+            rf"{{{figure['pdf']}}}" "\n"
+            rf"\caption{{{tex_escape(figure['caption'])}}}" "\n"
+            rf"\label{{fig:{figure['name']}}}" "\n\\end{figure}"
+        )
+
+    def tab(self, headers: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "") -> Raw:
+        cols = "l" * len(headers)
+        body = [" & ".join(tex_escape(str(h)) for h in headers) + r" \\ \hline"]
+        body += [" & ".join(tex_escape(str(v)) for v in row) + r" \\" for row in rows]
+        out = "\\begin{table}[htbp]\n\\centering\n\\small\n"
+        if caption:
+            out += rf"\caption{{{tex_escape(caption)}}}" "\n"
+        out += (rf"\resizebox{{\linewidth}}{{!}}{{\begin{{tabular}}{{{cols}}}" "\n"
+                + "\n".join(body) + "\n\\end{tabular}}\n\\end{table}")
+        return Raw(out)
+
+
+def render(template_dir: str | Path, template: str, fmt: Markdown | Latex,
+           context: dict[str, Any]) -> str:
+    """Render ``template`` with ``context`` and the helpers of ``fmt``."""
+
+    def finalize(value: Any) -> Any:
+        if isinstance(value, Raw):
+            return value
+        if value is None:
+            return "n/a"
+        return fmt.escape(str(value))
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir)),
+        undefined=jinja2.StrictUndefined,  # a typo in a template fails, never prints ""
+        finalize=finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        extensions=["jinja2.ext.do"],
+    )
+    helpers = {name: getattr(fmt, name) for name in
+               ("sec", "subsec", "b", "c", "quote", "ul", "fig", "tab")}
+    helpers |= {"n": n, "k": k, "pct": pct, "yn": yn, "fmt": fmt.name,
+                "missing": _is_missing}
+    return env.get_template(template).render(**context, **helpers)
