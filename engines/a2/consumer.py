@@ -27,6 +27,7 @@ import argparse
 import csv
 import json
 import logging
+import operator
 import os
 import signal
 import time
@@ -41,6 +42,9 @@ from engines.common import pg_schema
 from sdsbench import contract
 
 log = logging.getLogger("sdsbench.a2.consumer")
+
+# A validated event as a row in EVENT_FIELDS order (itemgetter: one C call per event).
+_as_row = operator.itemgetter(*contract.EVENT_FIELDS)
 
 METRIC_COLUMNS = (
     "time_ms", "consumer", "pid", "polled", "stored", "rejected", "duplicates", "batches",
@@ -100,7 +104,7 @@ def store_batch(
                 dead.append((partition, offset, reason, value, now_ms))
                 outcome.reasons[reason] += 1
             else:
-                rows.append(tuple(event[f] for f in contract.EVENT_FIELDS))
+                rows.append(_as_row(event))
         if rows:
             outcome.stored = pg_schema.copy_events(cur, rows)
         if dead:
