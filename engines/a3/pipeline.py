@@ -49,7 +49,7 @@ log = logging.getLogger("sdsbench.a3")
 # The same values as the a3 section of config/config.yaml; used for keys a config lacks.
 DEFAULTS: dict[str, Any] = {
     "partitions": None,
-    "consumers": 1,
+    "consumers": 2,
     "batch_max_events": 5000,
     "batch_max_wait_ms": 50,
     "marker_interval_ms": 200,
