@@ -163,6 +163,9 @@ def test_absurd_or_foreign_markers_are_rejected() -> None:
          "missing_field"),
         (json.dumps(event(NOW_MS, ad_id="no-such-ad")).encode(), "unknown_ad"),
         (json.dumps(event(NOW_MS, event_type="hover")).encode(), "bad_event_type"),
+        # Contract-valid, but PostgreSQL could not store them (the batch would fail).
+        (json.dumps(event(NOW_MS, insertion_time_ms=2**70)).encode(), "bad_type"),
+        (json.dumps(event(NOW_MS, user_id="a\u0000b")).encode(), "bad_type"),
     ],
 )
 def test_malformed_records_are_set_aside_with_a_reason(raw: bytes | None, reason: str) -> None:

@@ -222,7 +222,8 @@ class Pipeline:
         fired_all = False
         watermark = None
         if caught_up:
-            st.offsets_conn.execute("UPDATE watermark SET end_of_input = true")
+            with st.offsets_lock:
+                st.offsets_conn.execute("UPDATE watermark SET end_of_input = true")
             fired_all, watermark = self._wait_fired(st, deadline)
         else:
             # Declaring the end would fire windows whose events are still in Kafka.
@@ -258,7 +259,7 @@ class Pipeline:
     def _wait_fired(self, st: _State, deadline: float) -> tuple[bool, int | None]:
         watermark = None
         while time.monotonic() < deadline:
-            with st.offsets_conn.cursor() as cur:
+            with st.offsets_lock, st.offsets_conn.cursor() as cur:
                 (watermark,) = cur.execute("SELECT WATERMARK_NOW_MS()").fetchone()
                 (dirty,) = cur.execute(
                     "SELECT count(*) FROM late_windows WHERE needs_emit"

@@ -86,7 +86,11 @@ def classify_record(
     probe = raw if isinstance(raw, bytes) else raw.encode()
     if b'"watermark_ns"' not in probe:  # cheap test; events are the hot path
         event, reason = contract.validate_event(raw, catalog, now_ms)
-        return event if event is not None else Reject(reason or "not_json")
+        if event is None:
+            return Reject(reason or "not_json")
+        if not _storable(event):
+            return Reject("bad_type")
+        return event
     try:
         record = json.loads(text if text is not None else probe)
     except (ValueError, UnicodeDecodeError):
@@ -102,6 +106,18 @@ def classify_record(
     if not contract.is_plausible_event_time(watermark_ns, now_ms):
         return Reject("absurd_timestamp")
     return Marker(producer, watermark_ns // 1_000_000)
+
+
+_BIGINT_MAX = 2**63 - 1
+
+
+def _storable(event: dict[str, Any]) -> bool:
+    """Valid by the contract but not storable in PostgreSQL (would fail the whole batch):
+    an integer beyond bigint or a NUL character in a text field."""
+    if not -_BIGINT_MAX <= event["insertion_time_ms"] <= _BIGINT_MAX:
+        return False
+    return not any("\x00" in event[name] for name, kind in contract.EVENT_SCHEMA
+                   if kind == "string")
 
 
 # --------------------------------------------------------------- per partition
