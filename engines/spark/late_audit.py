@@ -18,8 +18,9 @@ audit replays Spark's own decisions:
   the record's Kafka timestamp as "now", as in the job) is assigned to its batch.
 
 Outputs: ``metrics/spark_batches.csv`` (per batch: offsets, watermarks, input records,
-dropped events and groups, Spark's reported drops) and ``metrics/spark_late.csv`` (per
-batch, campaign and window: dropped views, clicks, purchases).
+dropped events and groups, Spark's reported drops) and ``metrics/late.csv`` (per campaign
+and window: dropped views, clicks, purchases; the columns the analysis reads for every
+pipeline).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from sdsbench import contract
 BATCH_COLUMNS = ("batch_id", "batch_time_ms", "watermark_ms", "late_watermark_ms", "committed",
                  "start_offsets", "end_offsets", "input_records", "dropped_events",
                  "dropped_groups", "rows_dropped_reported")
-LATE_COLUMNS = ("batch_id", "campaign_id", "window_start_ms", "views", "clicks", "purchases")
+LATE_COLUMNS = ("campaign_id", "window_start_ms", "views_dropped", "clicks_dropped",
+                "purchases_dropped")
 
 
 @dataclass(frozen=True)
@@ -181,11 +183,16 @@ def audit_late_events(
         "dropped_groups": groups_by_batch[b.batch_id],
         "rows_dropped_reported": reported.get(b.batch_id),
     } for i, b in enumerate(batches)]
-    late_rows = [{"batch_id": b, "campaign_id": c, "window_start_ms": w, "views": n["view"],
-                  "clicks": n["click"], "purchases": n["purchase"]}
-                 for (b, c, w), n in sorted(dropped.items())]
+    per_window: dict[tuple[int, int], dict[str, int]] = defaultdict(
+        lambda: {"view": 0, "click": 0, "purchase": 0})
+    for (_b, campaign, start), counts in dropped.items():
+        for event_type, n in counts.items():
+            per_window[(campaign, start)][event_type] += n
+    late_rows = [{"campaign_id": c, "window_start_ms": w, "views_dropped": n["view"],
+                  "clicks_dropped": n["click"], "purchases_dropped": n["purchase"]}
+                 for (c, w), n in sorted(per_window.items())]
     _write_csv(metrics_dir / "spark_batches.csv", BATCH_COLUMNS, batch_rows)
-    _write_csv(metrics_dir / "spark_late.csv", LATE_COLUMNS, late_rows)
+    _write_csv(metrics_dir / "late.csv", LATE_COLUMNS, late_rows)
     expected = {b.batch_id: sum(b.end[p] - b.start.get(p, 0) for p in b.end) for b in batches}
     mismatched = [b.batch_id for i, b in enumerate(batches)
                   if reported.get(b.batch_id) is not None

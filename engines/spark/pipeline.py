@@ -6,8 +6,10 @@
     drain    wait until both queries consumed the input topic's end offsets and the CTR
              query has been quiet (no batch) for a while, so the no-data batch that applies
              the final watermark has run
-    collect  results.csv (output topic), rejects.csv (dead-letter topic), the late-event
-             audit, metrics/spark_summary.json
+    collect  results.csv (output topic), rejects.csv (dead letters per reason, the shared
+             format; each record in spark/dead_letters.csv), metrics/watermark.csv,
+             the late-event audit (metrics/late.csv, metrics/spark_batches.csv),
+             metrics/spark_summary.json
     stop     ask the job to stop (stop file, then SIGTERM, then SIGKILL to its group),
              delete the run's topics
 
@@ -56,7 +58,8 @@ PARAM_KEYS = (
     "output_mode", "shuffle_partitions", "max_offsets_per_trigger", "campaign_lookup",
     "late_audit", "startup_timeout_s", "stop_timeout_s", "keep_topics",
 )
-REJECT_COLUMNS = ("reason", "partition", "offset", "kafka_time_ms", "raw")
+DEAD_LETTER_COLUMNS = ("reason", "partition", "offset", "kafka_time_ms", "raw")
+WATERMARK_COLUMNS = ("time_ms", "watermark_ms", "batch_id")
 
 
 def spark_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
@@ -142,11 +145,25 @@ def read_dead_letters(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[d
                 continue
             last_new = time.monotonic()
             record = json.loads(msg.value())
-            rows.append({k: record.get(k) for k in REJECT_COLUMNS})
+            rows.append({k: record.get(k) for k in DEAD_LETTER_COLUMNS})
             if msg.offset() + 1 >= ends[msg.partition()]:
                 todo.discard(msg.partition())
     finally:
         consumer.close()
+    return rows
+
+
+def watermark_rows(progress_csv: Path) -> list[dict[str, Any]]:
+    """The CTR query's watermark per batch, stamped with the batch's start (the time it took
+    effect): ``metrics/watermark.csv`` in the columns the analysis reads."""
+    rows = []
+    if progress_csv.exists():
+        with progress_csv.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["query"] == "ctr" and row["watermark_ms"]:
+                    rows.append({"time_ms": row["batch_time_ms"],
+                                 "watermark_ms": row["watermark_ms"],
+                                 "batch_id": row["batch_id"]})
     return rows
 
 
@@ -316,10 +333,15 @@ class Pipeline:
         results = read_output_topic(bootstrap, run.job.output_topic)
         write_results(results, ctx.run_dir / "results.csv")
         rejects = read_dead_letters(bootstrap, run.job.dead_letter_topic)
-        write_csv_atomic(ctx.run_dir / "rejects.csv", REJECT_COLUMNS, rejects)
-        by_reason: dict[str, int] = {}
+        write_csv_atomic(run.paths.spark_dir / "dead_letters.csv", DEAD_LETTER_COLUMNS, rejects)
+        by_reason = {reason: 0 for reason in contract.REJECT_REASONS}
         for row in rejects:
             by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
+        # The shared format (engines/common/outputs.py): every contract reason, with count.
+        write_csv_atomic(ctx.run_dir / "rejects.csv", ("reason", "count"),
+                         [{"reason": r, "count": n} for r, n in sorted(by_reason.items())])
+        write_csv_atomic(ctx.run_dir / "metrics" / "watermark.csv", WATERMARK_COLUMNS,
+                         watermark_rows(run.paths.progress_csv))
         summary: dict[str, Any] = {
             "pipeline": "spark",
             "settings": {k: run.params[k] for k in PARAM_KEYS},

@@ -1,0 +1,276 @@
+"""A4s: the CTR query on Spark Structured Streaming.
+
+Fast tests (no Spark): the job config, progress rows, the checkpoint replay of the late-event
+audit. One real run (the session ``services`` fixture's Kafka broker, a real Spark job in
+``.venv/spark``) through ``sdsbench.runner.execute_run`` at 2000 ev/s for 20 s, with a
+disorder (up to 4 s) far beyond the watermark delay (0) so the watermark drops events:
+
+- every output record parses with ``contract.parse_output_record`` and has exactly the
+  contract's fields;
+- every emitted window equals the generator's truth minus the events the late audit says
+  the watermark dropped, and the audit agrees with Spark's own numRowsDroppedByWatermark
+  batch by batch; every window up to the final watermark is emitted, none after it;
+- malformed records injected into the input topic mid-run are dead-lettered with the
+  reason ``contract.validate_event`` gives, and the query keeps running past them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from engines.spark import late_audit
+from engines.spark.ctr_job import JobConfig
+from engines.spark.pipeline import SPARK_JARS_DIR, SPARK_PYTHON, watermark_rows
+from sdsbench import contract
+from sdsbench.config import load_config
+
+SPARK_READY = SPARK_PYTHON.exists() and any(SPARK_JARS_DIR.glob("spark-sql-kafka*.jar"))
+
+
+# ------------------------------------------------------------------ fast tests
+def _job_dict(**override: Any) -> dict[str, Any]:
+    base = {
+        "run_id": "r", "bootstrap": "127.0.0.1:9092", "input_topic": "i", "output_topic": "o",
+        "dead_letter_topic": "d", "campaigns": 10, "ads_per_campaign": 100, "jars": [],
+        "master": "local[2]", "driver_memory": "2g", "trigger_ms": 1000,
+        "dead_letter_trigger_ms": 5000, "watermark_delay_ms": 0, "output_mode": "append",
+        "shuffle_partitions": 2, "max_offsets_per_trigger": None,
+        "campaign_lookup": "broadcast_join",
+    }
+    return base | override
+
+
+def test_job_config_names_the_bad_key() -> None:
+    assert JobConfig.from_dict(_job_dict()).to_dict() == _job_dict()
+    with pytest.raises(ValueError, match="output_mode"):
+        JobConfig.from_dict(_job_dict(output_mode="complete"))
+    with pytest.raises(ValueError, match="unknown keys"):
+        JobConfig.from_dict(_job_dict(extra=1))
+    with pytest.raises(ValueError, match="max_offsets_per_trigger"):
+        JobConfig.from_dict(_job_dict(max_offsets_per_trigger=0))
+    with pytest.raises(ValueError, match="jars"):
+        JobConfig.from_dict(_job_dict(jars=["/nonexistent/x.jar"]))
+
+
+def test_config_section_is_validated() -> None:
+    assert load_config()["spark"]["output_mode"] in ("append", "update")
+    with pytest.raises(ValueError, match="spark"):
+        load_config(overrides={"spark": {"master": "yarn"}})
+
+
+def _write_checkpoint(root: Path, batches: list[tuple[int, dict[str, int]]]) -> None:
+    """A checkpoint in Spark's layout: offsets/<n> = version, metadata, source offsets."""
+    (root / "offsets").mkdir(parents=True)
+    (root / "commits").mkdir()
+    (root / "sources" / "0").mkdir(parents=True)
+    (root / "sources" / "0" / "0").write_text('\x00v1\n{"t":{"0":0,"1":0}}')
+    for n, (watermark, ends) in enumerate(batches):
+        meta = json.dumps({"batchWatermarkMs": watermark, "batchTimestampMs": 1000 + n})
+        offsets = json.dumps({"t": {str(p): o for p, o in ends.items()}})
+        (root / "offsets" / str(n)).write_text(f"v1\n{meta}\n{offsets}")
+        (root / "commits" / str(n)).write_text("v1\n{}")
+
+
+def test_checkpoint_replay_gives_batch_ranges_and_previous_batch_watermarks(
+    tmp_path: Path,
+) -> None:
+    _write_checkpoint(tmp_path, [(0, {0: 0, 1: 0}), (0, {0: 5, 1: 3}), (7000, {0: 9, 1: 3}),
+                                 (9000, {0: 9, 1: 3})])
+    batches = late_audit.read_batches(tmp_path)
+    assert [b.start for b in batches] == [{0: 0, 1: 0}, {0: 0, 1: 0}, {0: 5, 1: 3},
+                                          {0: 9, 1: 3}]
+    assert [b.end[0] for b in batches] == [0, 5, 9, 9]
+    # Late rows are filtered with the previous batch's watermark (eviction uses the current).
+    assert late_audit.late_watermarks_ms(batches) == [0, 0, 0, 7000]
+    locator = late_audit._batch_locator(batches)
+    assert locator[0] == ([5, 9], [1, 2]) and locator[1] == ([3], [1])
+
+
+def test_watermark_rows_come_from_the_ctr_query_only(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "batch_id", "batch_time_ms", "watermark_ms"])
+        writer.writerows([["ctr", 0, 100, 0], ["dead_letter", 0, 100, ""], ["ctr", 1, 200, 50]])
+    assert watermark_rows(path) == [
+        {"time_ms": "100", "watermark_ms": "0", "batch_id": "0"},
+        {"time_ms": "200", "watermark_ms": "50", "batch_id": "1"},
+    ]
+
+
+# ------------------------------------------------------------------ a real run
+def _malformed_records(now_ms: int) -> list[bytes]:
+    """One record per reject reason (the valid fields are those of a real event)."""
+    ad = contract.ad_catalog().ad_ids[0]
+    good = {"user_id": "u", "page_id": "p", "ad_id": ad, "ad_type": "banner",
+            "event_type": "click", "event_time_ns": now_ms * 10**6, "insertion_time_ms": now_ms}
+    without_page = {k: v for k, v in good.items() if k != "page_id"}
+    return [
+        b"this is not json {",
+        json.dumps(without_page).encode(),
+        json.dumps(good | {"event_time_ns": "soon"}).encode(),
+        json.dumps(good | {"event_type": "hover"}).encode(),
+        json.dumps(good | {"ad_id": "no-such-ad"}).encode(),
+        json.dumps(good | {"event_time_ns": (now_ms + 3_600_000) * 10**6}).encode(),
+    ]
+
+
+class _Injector(threading.Thread):
+    """Waits until the generator's events flow into the input topic, then sends the
+    malformed records and remembers when and what (with the reason the contract gives)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic = bootstrap, topic
+        self.sent: list[tuple[bytes, str]] = []
+        self.sent_at_ms: int | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            from confluent_kafka import Producer
+
+            from sdsbench.services.kafka import end_offsets
+
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                try:
+                    if sum(end_offsets(self.bootstrap, self.topic).values()) > 5000:
+                        break
+                except Exception:  # noqa: BLE001 - the topic may not exist yet
+                    pass
+                time.sleep(0.5)
+            producer = Producer({"bootstrap.servers": self.bootstrap})
+            now_ms = time.time_ns() // 10**6
+            catalog = contract.ad_catalog()
+            for raw in _malformed_records(now_ms):
+                _event, reason = contract.validate_event(raw, catalog, now_ms)
+                assert reason is not None
+                producer.produce(self.topic, raw, partition=0)
+                self.sent.append((raw, reason))
+            assert producer.flush(10) == 0
+            self.sent_at_ms = now_ms
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
+def _read_raw_topic(bootstrap: str, topic: str) -> list[bytes]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    try:
+        end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        values: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(values) < end and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                values.append(msg.value())
+        return values
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(360)
+@pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
+                    "run `bash env/setup.sh spark`")
+def test_spark_run_matches_truth_minus_watermark_drops(services: Any, tmp_path: Path) -> None:
+    from sdsbench.experiments import make_spec
+    from sdsbench.runner import execute_run
+    from sdsbench.topics import delete_run_topics
+
+    config = load_config(overrides={
+        "services": {"postgres": {"dsn": services.pg_dsn},
+                     "kafka": {"bootstrap_servers": services.kafka_bootstrap}},
+        # Disorder far beyond the watermark delay: Spark must drop late events.
+        "workload": {"disorder": {"fraction": 0.2, "max_delay_ms": 4000}},
+        "run": {"drain_timeout_s": 150},
+    })
+    params = {"watermark_delay_ms": 0, "trigger_ms": 500, "max_offsets_per_trigger": 3000,
+              "keep_topics": True}
+    run_id = f"t-spark-{uuid.uuid4().hex[:6]}"
+    spec = make_spec(config, "spark", "constant", 2000, params=params, run_id=run_id,
+                     duration_s=20)
+    injector = _Injector(services.kafka_bootstrap, contract.input_topic(run_id))
+    injector.start()
+    try:
+        out = execute_run(config, spec, tmp_path / "run")
+        injector.join(timeout=10)
+        assert injector.error is None, injector.error
+        raw_output = _read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
+    finally:
+        delete_run_topics(services, run_id)
+
+    summary = json.loads((out / "metrics" / "spark_summary.json").read_text())
+    assert summary["drained"], summary
+    final_wm = summary["final_watermark_ms"]
+
+    # Records: the contract's fields exactly, from this pipeline.
+    assert raw_output
+    for raw in raw_output:
+        record = contract.parse_output_record(raw)
+        assert set(record) == set(contract.OUTPUT_FIELDS)
+        assert record["pipeline"] == "spark"
+        assert record["window_end_ms"] - record["window_start_ms"] == contract.WINDOW_MS
+        assert record["ctr"] == contract.ctr(record["clicks"], record["views"])
+        assert record["min_insertion_ms"] <= record["max_insertion_ms"] <= record["result_time_ms"]
+
+    # Windows: truth minus the audited drops, every window up to the final watermark.
+    key = ["campaign_id", "window_start_ms"]
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == len(raw_output)
+    assert not results.duplicated(key).any()  # append mode: one record per window
+    truth = pd.read_csv(out / "generator" / "truth.csv")
+    late = pd.read_csv(out / "metrics" / "late.csv")
+    audit = summary["late_audit"]
+    assert audit["records_match_offsets"] and audit["groups_match_reported"], audit
+    assert audit["dropped_events"] > 0, "the disorder must make Spark drop late events"
+    assert late[["views_dropped", "clicks_dropped", "purchases_dropped"]].sum().sum() == (
+        audit["dropped_events"])
+    assert audit["rows_dropped_reported"] == audit["dropped_groups"] > 0
+    expected = truth.merge(late, on=key, how="left").fillna(0)
+    expected["views"] -= expected["views_dropped"]
+    expected["clicks"] -= expected["clicks_dropped"]
+    expected["purchases"] -= expected["purchases_dropped"]
+    expected = expected[expected[["views", "clicks", "purchases"]].sum(axis=1) > 0]
+    closed = expected[expected["window_start_ms"] + contract.WINDOW_MS <= final_wm]
+    assert (results["window_end_ms"] <= final_wm).all()
+    merged = closed.merge(results, on=key, how="outer", suffixes=("_truth", ""),
+                          indicator=True)
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
+    assert (merged["views"] == merged["views_truth"]).all()
+    assert (merged["clicks"] == merged["clicks_truth"]).all()
+    assert len(merged) >= 10  # at least one complete window of every campaign
+
+    # Malformed input: dead-lettered with the contract's reason; the query kept going.
+    rejects = pd.read_csv(out / "rejects.csv").set_index("reason")["count"].to_dict()
+    wanted = {reason: 0 for reason in contract.REJECT_REASONS}
+    for _raw, reason in injector.sent:
+        wanted[reason] += 1
+    assert rejects == wanted
+    with (out / "spark" / "dead_letters.csv").open(newline="") as fh:
+        letters = {(row["raw"], row["reason"]) for row in csv.DictReader(fh)}
+    assert letters == {(raw.decode(), reason) for raw, reason in injector.sent}
+    assert injector.sent_at_ms is not None and final_wm > injector.sent_at_ms
+
+    # Spark's own indicators and the samplers' files.
+    progress = pd.read_csv(out / "metrics" / "spark_progress.csv")
+    ctr = progress[progress["query"] == "ctr"]
+    assert ctr["num_input_rows"].sum() == audit["records_replayed"]
+    assert (ctr["batch_duration_ms"] > 0).all()
+    assert ctr["rows_dropped_by_watermark"].sum() == audit["rows_dropped_reported"]
+    lag = pd.read_csv(out / "metrics" / "lag.csv")
+    assert len(lag) and (lag["lag"] >= 0).all()
+    resources = pd.read_csv(out / "metrics" / "resources.csv")
+    assert (resources["name"] == "java").any()  # the Spark JVM was sampled
