@@ -17,7 +17,8 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-configfile: "config/config.yaml"
+# Relative to the Snakefile, so `snakemake -d <elsewhere>` finds it too.
+configfile: f"{workflow.basedir}/config/config.yaml"
 
 # The library validates first: its errors name the bad key (e.g. "config key
 # experiments.groups.baseline.rates_eps.0: ..."); then the template's validation.

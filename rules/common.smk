@@ -39,6 +39,7 @@ if workflow.config_settings.config:
     CONFIG_ARGS = f"{CONFIG_ARGS} --overrides {_overrides}"
 
 LIBRARY = os.path.relpath(f"{workflow.basedir}/sdsbench")
+TEMPLATES = os.path.relpath(f"{workflow.basedir}/paper/templates")
 ANALYSIS_CODE = [
     f"{LIBRARY}/{m}.py"
     for m in ("analysis/rundata", "analysis/oracle", "analysis/latency", "analysis/flow",

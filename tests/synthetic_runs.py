@@ -52,7 +52,7 @@ def fabricate_run(
                 "a3": {"watermark_bound_ms": 2000},
                 "spark": {"watermark_delay_ms": 2000, "master": "local[2]"},
                 "flink": {"watermark_delay_ms": 2000, "parallelism": 2}}[pipeline]
-    params = {**defaults, **params}
+    params = {**defaults, **{k: v for k, v in params.items() if v is not None}}
     delay_key = next(iter(defaults))
     if delay_ms is not None:
         params[delay_key] = delay_ms

@@ -86,7 +86,9 @@ def _by_pipeline(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _baseline(rows: list[dict[str, Any]], ids: list[str]) -> dict[str, Any]:
+def _baseline(
+    rows: list[dict[str, Any]], ids: list[str], rate_tolerance: float
+) -> dict[str, Any]:
     chosen = [r for r in rows if r["run_id"] in ids and r["pipeline"] in ("a1", "a2")]
     chosen.sort(key=lambda r: (r["pipeline"], r["offered_rate_eps"]))
     knees = {}
@@ -99,7 +101,11 @@ def _baseline(rows: list[dict[str, Any]], ids: list[str]) -> dict[str, Any]:
     a2 = {r["offered_rate_eps"]: r for r in chosen if r["pipeline"] == "a2"}
     for rate in sorted(set(a1) & set(a2)):
         pairs.append({"rate": rate, "a1": a1[rate], "a2": a2[rate]})
+    a1_ratios = [r["achieved_ratio"] for r in chosen
+                 if r["pipeline"] == "a1" and r.get("achieved_ratio") is not None]
     return {"rows": chosen, "knees": knees, "pairs": pairs,
+            "a1_min_ratio": min(a1_ratios) if a1_ratios else None,
+            "a1_fell_behind": any(r < 1 - rate_tolerance for r in a1_ratios),
             "a2_lower_query_latency_everywhere": bool(pairs) and all(
                 (p["a2"].get("query_latency_ms_mean") or math.inf)
                 < (p["a1"].get("query_latency_ms_mean") or math.inf) for p in pairs),
@@ -234,7 +240,8 @@ def build_context(
         "provenance": _provenance(summary_dir, list(runs)),
         "definitions": definitions(),
         "knee_rule": knee.KNEE_RULE,
-        "baseline": _baseline(rows, groups.get("baseline", [])),
+        "baseline": _baseline(rows, groups.get("baseline", []),
+                              float(config["search"]["rate_tolerance"])),
         "event_time": [r for r in rows if r["run_id"] in groups.get("event_time", [])],
         "at_threshold": at_threshold,
         "searches": search_results,
