@@ -225,6 +225,62 @@ def test_silent_partition_holds_the_watermark_and_idle_timeout_releases_it(
     assert (marks["watermark_ms"].dropna() <= now).all()
 
 
+def test_killed_consumer_resumes_without_loss_or_double_count(
+    services: Any, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    from engines.common import pg_schema
+
+    config = _config(services)
+    params = {"partitions": 2, "consumers": 1, "fire_interval_ms": 50}
+    spec = make_spec(config, "a3", "constant", 1, params=params, run_id=_run_id("kill"))
+    ctx = RunContext(spec["run_id"], spec, config, services, tmp_path)
+    pipeline = Pipeline()
+    pipeline.prepare(ctx)
+    st = ctx.extra["a3"]
+    topic = st.topics["input"]
+    w0 = contract.window_start_ms(time.time_ns() // 10**6) - 30_000
+
+    def batch(first_ms: int, marker_ms: int) -> list[tuple[int, bytes]]:
+        records = [
+            (i % 2, _event(first_ms + i, "view" if i % 3 else "click", ad=i % 7))
+            for i in range(400)
+        ]
+        return records + [(0, _marker(marker_ms)), (1, _marker(marker_ms))]
+
+    try:
+        pipeline.start(ctx)
+        with pg_schema.connect(services.pg_dsn, st.schema, autocommit=True) as conn:
+            def stored() -> int:
+                return conn.execute("SELECT sum(next_offset) FROM kafka_offsets").fetchone()[0]
+
+            _produce(services.kafka_bootstrap, topic, batch(w0 + 1_000, w0 + 5_000))
+            assert _wait_for(lambda: stored() == 402, 20)
+            victim = st.consumers[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            _produce(services.kafka_bootstrap, topic, batch(w0 + 6_000, w0 + 10_500))
+            assert _wait_for(lambda: st.restarts, 10)
+            assert _wait_for(lambda: stored() == 804, 20)
+            assert _wait_for(
+                lambda: conn.execute("SELECT WATERMARK_NOW_MS()").fetchone()[0] == w0 + 10_500,
+                10,
+            )
+        pipeline.drain(ctx, timeout_s=20)
+        pipeline.collect(ctx)
+    finally:
+        pipeline.stop(ctx)
+
+    assert st.restarts[0]["pid"] == victim.pid and st.restarts[0]["restarted"]
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert not results.duplicated(["campaign_id", "window_start_ms"]).any()
+    assert (results["window_start_ms"] == w0).all()
+    # 2 x 400 events: i % 3 == 0 are clicks (134 per batch), the rest views.
+    assert results["clicks"].sum() == 2 * 134 and results["views"].sum() == 2 * 266
+    assert json.loads((tmp_path / "metrics" / "a3.json").read_text())["stored_events"] == 800
+
+
 # ------------------------------------------------------------------- whole runs
 def _execute(
     services: Any, tmp_path: Path, monkeypatch: Any, name: str, params: dict[str, Any]

@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "fire_interval_ms": 100,
     "lateness": {"policy": "drop", "allowed_ms": 0},
     "lag_interval_ms": 1000,
+    "restart_crashed_consumers": True,
     "stop_timeout_s": 15,
     "keep_data": False,
 }
@@ -112,6 +113,9 @@ class _State:
     offsets_conn: Any = None
     offsets_lock: threading.Lock = field(default_factory=threading.Lock)
     drain: dict[str, Any] = field(default_factory=dict)
+    supervisor: threading.Thread | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    restarts: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -165,13 +169,7 @@ class Pipeline:
 
         st: _State = ctx.extra["a3"]
         for index in range(int(st.params["consumers"])):
-            proc = spawn_module(
-                "engines.a3.consumer",
-                ["--job", str(st.job_path), "--index", str(index)],
-                ctx.run_dir / "logs" / f"a3-consumer-{index}.log",
-            )
-            st.consumers.append(proc)
-            ctx.processes.append(proc)
+            st.consumers.append(self._spawn_consumer(ctx, index))
         st.emitter = spawn_module(
             "engines.a3.ctr_emitter", ["--job", str(st.job_path)],
             ctx.run_dir / "logs" / "a3-emitter.log",
@@ -186,6 +184,46 @@ class Pipeline:
             interval_s=int(st.params["lag_interval_ms"]) / 1000,
         )
         st.lag.start()
+        st.supervisor = threading.Thread(
+            target=self._supervise, args=(ctx,), name="a3-supervisor", daemon=True
+        )
+        st.supervisor.start()
+
+    def _spawn_consumer(self, ctx: Any, index: int) -> subprocess.Popen:
+        from engines.common.processes import spawn_module
+
+        st: _State = ctx.extra["a3"]
+        proc = spawn_module(
+            "engines.a3.consumer",
+            ["--job", str(st.job_path), "--index", str(index)],
+            ctx.run_dir / "logs" / f"a3-consumer-{index}.log",
+        )
+        ctx.processes.append(proc)
+        return proc
+
+    def _supervise(self, ctx: Any) -> None:
+        """Restart a consumer that dies while the run goes on (crash, kill -9). It resumes
+        from the offsets and producer markers stored in PostgreSQL with its last batch, so
+        nothing is lost or counted twice; until it is back its partitions hold the
+        watermark (their published watermark stays where its last batch left it)."""
+        st: _State = ctx.extra["a3"]
+        reported: set[int] = set()
+        while not st.stopping.wait(0.5):
+            for index, proc in enumerate(st.consumers):
+                if proc.poll() is None or proc.pid in reported or st.stopping.is_set():
+                    continue
+                reported.add(proc.pid)
+                event = {
+                    "consumer": index, "pid": proc.pid, "returncode": proc.returncode,
+                    "time_ms": time.time_ns() // 1_000_000,
+                    "restarted": bool(st.params["restart_crashed_consumers"]),
+                }
+                log.warning("a3 consumer %d (pid %d) exited with %s", index, proc.pid,
+                            proc.returncode)
+                if st.params["restart_crashed_consumers"]:
+                    st.consumers[index] = self._spawn_consumer(ctx, index)
+                    event["new_pid"] = st.consumers[index].pid
+                st.restarts.append(event)
 
     def _stored_offsets(self, st: _State) -> dict[int, int]:
         """Next offset per partition as committed in PostgreSQL with the rows (and markers)."""
@@ -324,6 +362,7 @@ class Pipeline:
                 "watermark_bound_ms": int(st.params["watermark_bound_ms"]),
                 "idle_timeout_ms": st.params["idle_timeout_ms"],
                 "drain": st.drain,
+                "consumer_restarts": st.restarts,
                 "stored_events": int(stored_events),
                 "late_dropped_events": int(sum(sum(r[2:5]) for r in late)),
                 "late_accepted_events": int(sum(sum(r[5:8]) for r in late)),
@@ -359,6 +398,9 @@ class Pipeline:
         st: _State | None = ctx.extra.get("a3")
         if st is None:
             return
+        st.stopping.set()
+        if st.supervisor is not None:
+            st.supervisor.join(timeout=5)
         if st.lag is not None:
             st.lag.stop()
         procs = [p for p in [*st.consumers, st.emitter] if p is not None]
