@@ -188,11 +188,12 @@ class A3Consumer:
             if rows:
                 pg_schema.copy_events(cur, rows)
             if late:
+                # Sorted: consumers lock shared late_windows rows in one order (no deadlock).
                 cur.executemany(
                     a3sql.ADD_LATE,
                     [
                         (c, w, *counts, counts[3] + counts[4] > 0)
-                        for (c, w), counts in late.items()
+                        for (c, w), counts in sorted(late.items())
                     ],
                 )
             if batch.rejects:
