@@ -127,6 +127,33 @@ def test_store_batch_stores_each_offset_once_and_sets_malformed_aside(pg_dsn):
     assert offsets == {0: 10, 1: 16}
 
 
+def test_store_batch_sets_aside_values_postgres_cannot_hold(pg_dsn):
+    """Valid JSON and contract types, but a NUL in a string, an integer beyond bigint or
+    a lone surrogate: the batch is stored row by row and only those become dead letters."""
+    catalog = contract.ad_catalog()
+    schema = pg_schema.run_schema_name(f"test-a2-unstorable-{time.time_ns()}")
+    pg_schema.create_run_schema(pg_dsn, schema, catalog, kafka_partitions=1)
+    events = _events(5)
+    good = json.loads(events[0])
+    poison = [
+        json.dumps(good | {"user_id": "a\u0000b"}).encode(),
+        json.dumps(good | {"insertion_time_ms": 2**70}).encode(),
+        json.dumps(good | {"page_id": "\ud800x"}).encode(),  # escaped by json.dumps
+    ]
+    records = [(0, i, raw) for i, raw in enumerate([*events[:2], *poison, *events[2:]])]
+    try:
+        with pg_schema.connect(pg_dsn, schema) as conn:
+            outcome = store_batch(conn, records, catalog, time.time_ns() // 10**6)
+            (n_events,) = conn.execute("SELECT count(*) FROM events").fetchone()
+            dead = [r[0] for r in conn.execute(
+                "SELECT kafka_offset FROM dead_letters ORDER BY 1").fetchall()]
+    finally:
+        pg_schema.drop_run_schema(pg_dsn, schema)
+    assert (outcome.stored, outcome.rejected, dict(outcome.reasons)) == (5, 3, {"bad_type": 3})
+    assert n_events == 5 and dead == [2, 3, 4]
+    assert outcome.next_offsets == {0: 8}
+
+
 # ------------------------------------------------------------ real A2 runs
 def _consumers() -> list[psutil.Process]:
     found = []

@@ -7,7 +7,8 @@ transaction
 2. drops records below the stored next offset (already stored: a replay after a crash,
    or a zombie consumer that lost its partition in a rebalance),
 3. validates the rest (``contract.validate_event``): valid ones are COPYed into
-   ``events``, malformed ones into ``dead_letters`` (raw bytes + reason),
+   ``events``, malformed ones into ``dead_letters`` (raw bytes + reason; a value that
+   passes validation but that PostgreSQL cannot hold counts as ``bad_type``),
 4. advances ``kafka_offsets`` to the last offset + 1,
 
 and commits. The Kafka offsets therefore live in PostgreSQL, committed atomically with
@@ -71,13 +72,39 @@ def _lock_offsets(cur: psycopg.Cursor, partitions: list[int]) -> dict[int, int]:
     return {int(p): int(o) for p, o in cur.fetchall()}
 
 
+# Errors of a value that passed validate_event but that PostgreSQL cannot hold: a NUL
+# character in a string, an integer beyond bigint, a lone UTF-16 surrogate.
+_UNSTORABLE = (psycopg.DataError, UnicodeEncodeError)
+# ... such a record is set aside with this reason (its value has no valid column type).
+UNSTORABLE_REASON = "bad_type"
+
+
 def store_batch(
     conn: psycopg.Connection,
     records: list[tuple[int, int, bytes]],
     catalog: contract.AdCatalog,
     now_ms: int,
 ) -> BatchOutcome:
-    """Store ``(partition, offset, value)`` records exactly once; one transaction."""
+    """Store ``(partition, offset, value)`` records exactly once; one transaction.
+
+    The batch is COPYed in one go; if PostgreSQL rejects a value (see ``_UNSTORABLE``)
+    the transaction is rolled back and the batch is stored again row by row, each row in
+    a savepoint, so only the offending records become dead letters: bad input never
+    stops the consumer (a crash would replay the same record forever)."""
+    try:
+        return _store(conn, records, catalog, now_ms, row_by_row=False)
+    except _UNSTORABLE as exc:
+        log.warning("batch has a value PostgreSQL cannot store (%s); storing row by row", exc)
+        return _store(conn, records, catalog, now_ms, row_by_row=True)
+
+
+def _store(
+    conn: psycopg.Connection,
+    records: list[tuple[int, int, bytes]],
+    catalog: contract.AdCatalog,
+    now_ms: int,
+    row_by_row: bool,
+) -> BatchOutcome:
     outcome = BatchOutcome()
     partitions = sorted({p for p, _, _ in records})
     with conn.transaction(), conn.cursor() as cur:
@@ -89,7 +116,7 @@ def store_batch(
                 (missing,),
             )
             stored = _lock_offsets(cur, partitions)
-        rows: list[tuple[Any, ...]] = []
+        valid: list[tuple[int, int, bytes, tuple[Any, ...]]] = []
         dead: list[tuple[int, int, str, bytes, int]] = []
         last: dict[int, int] = {}  # last offset stored now, per partition
         batch_end: dict[int, int] = {}  # last offset + 1 in the batch, per partition
@@ -102,11 +129,17 @@ def store_batch(
             event, reason = contract.validate_event(value, catalog, now_ms)
             if event is None:
                 dead.append((partition, offset, reason, value, now_ms))
-                outcome.reasons[reason] += 1
             else:
-                rows.append(_as_row(event))
-        if rows:
-            outcome.stored = pg_schema.copy_events(cur, rows)
+                valid.append((partition, offset, value, _as_row(event)))
+        if valid and not row_by_row:
+            outcome.stored = pg_schema.copy_events(cur, [v[3] for v in valid])
+        for partition, offset, value, row in valid if row_by_row else ():
+            try:
+                with conn.transaction():  # a savepoint
+                    pg_schema.copy_events(cur, [row])
+                outcome.stored += 1
+            except _UNSTORABLE:
+                dead.append((partition, offset, UNSTORABLE_REASON, value, now_ms))
         if dead:
             with cur.copy(
                 "COPY dead_letters (kafka_partition, kafka_offset, reason, raw, rejected_ms)"
@@ -115,6 +148,7 @@ def store_batch(
                 for row in dead:
                     copy.write_row(row)
             outcome.rejected = len(dead)
+            outcome.reasons.update(d[2] for d in dead)
         if last:
             cur.executemany(
                 "UPDATE kafka_offsets SET next_offset = %s WHERE kafka_partition = %s",

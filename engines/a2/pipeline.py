@@ -47,7 +47,7 @@ class _State:
     schema: str
     topic: str
     partitions: int
-    job_path: Path
+    job_path: Path | None = None
     consumers: list[subprocess.Popen] = field(default_factory=list)
     query_runner: subprocess.Popen | None = None
     lag: LagSampler | None = None
@@ -73,6 +73,8 @@ class Pipeline:
         catalog = contract.ad_catalog(workload["campaigns"], workload["ads_per_campaign"])
         topics = create_run_topics(ctx.services, ctx.run_id, partitions)
         schema = pg_schema.run_schema_name(ctx.run_id)
+        # From here on stop() cleans up (topics and schema), whatever fails next.
+        st = ctx.extra["a2"] = _State(params, schema, topics["input"], partitions)
         pg_schema.create_run_schema(ctx.services.pg_dsn, schema, catalog, partitions)
         job = {
             "pipeline": "a2",
@@ -91,8 +93,7 @@ class Pipeline:
             "session_timeout_ms": int(params["session_timeout_ms"]),
             "kafka_consumer_config": dict(params.get("kafka_consumer_config") or {}),
         }
-        job_path = write_job(ctx.run_dir, "a2-job", job)
-        ctx.extra["a2"] = _State(params, schema, topics["input"], partitions, job_path)
+        st.job_path = write_job(ctx.run_dir, "a2-job", job)
 
     # -------------------------------------------------------------------- start
     def start(self, ctx: Any) -> None:
