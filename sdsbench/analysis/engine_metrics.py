@@ -76,6 +76,50 @@ def dropped_late_events(run: RunData, fields: tuple[str, ...]) -> float:
     return math.nan
 
 
+def fire_horizon_ms(run: RunData, gen_end_ms: float, delay_ms: float) -> float:
+    """Windows ending at or before this time must have a result; a missing window after it
+    is an unfired tail window (see sdsbench.analysis.oracle).
+
+    A1/A2 query every window up to the last stored click, and A3 fires every window once
+    the input has ended (``end_of_input`` in metrics/watermark.csv): no tail. Spark's
+    watermark moves only with new data, so after the input stops the windows above its
+    final watermark (metrics/spark_summary.json) are never emitted. Otherwise: the
+    generator's end minus the configured delay, where a bounded-delay watermark stops.
+    """
+    if run.pipeline in ("a1", "a2"):
+        return math.inf
+    if run.pipeline == "a3":
+        wm = run.metric("watermark")
+        if wm is not None and "end_of_input" in wm and (wm["end_of_input"] == 1).any():
+            return math.inf
+    if run.pipeline == "spark":
+        final = (run.metrics_json.get("spark_summary") or {}).get("final_watermark_ms")
+        if final is not None:
+            return float(final)
+    return gen_end_ms - delay_ms
+
+
+def _stats(frame: pd.DataFrame | None, column: str, prefix: str) -> dict[str, float]:
+    from sdsbench.analysis.latency import describe
+
+    values = frame[column] if frame is not None and column in frame else []
+    return describe(pd.to_numeric(pd.Series(values), errors="coerce"), prefix)
+
+
 def indicators(run: RunData) -> dict[str, float]:
-    """Engine-specific indicators worth a column in the runs table (NaN when absent)."""
-    return {}
+    """Engine-specific indicators worth a column in the runs table (NaN when absent):
+    Spark's micro-batch durations and processing rate (metrics/spark_progress.csv, CTR
+    query only)."""
+    out: dict[str, float] = {}
+    progress = run.metric("spark_progress")
+    if progress is not None and "query" in progress:
+        ctr = progress[progress["query"] == "ctr"]
+        stats = _stats(ctr, "batch_duration_ms", "spark_batch_duration_ms")
+        out |= {k: stats[k] for k in ("spark_batch_duration_ms_p50",
+                                       "spark_batch_duration_ms_p95",
+                                       "spark_batch_duration_ms_max")}
+        rate = _stats(ctr[ctr.get("num_input_rows", 0) > 0] if "num_input_rows" in ctr else ctr,
+                      "processed_rows_per_second", "spark_processed_eps")
+        out["spark_processed_eps_mean"] = rate["spark_processed_eps_mean"]
+        out["spark_batches"] = float(len(ctr))
+    return out

@@ -16,10 +16,11 @@ Definitions (as coded in ``check_results``):
 - count error: a window present in the results whose final counts differ from the truth;
   ``count_error_events`` sums the absolute differences;
 - missing window: an expected window with no result whose end is at or before the
-  horizon (the generator's end minus the configured watermark delay: the watermark
-  passes it while input still flows). A missing window after the horizon is counted
-  apart as ``unfired_tail_windows``: an engine that never sees the input end (Spark and
-  Flink sources) cannot fire it;
+  horizon (``sdsbench.analysis.engine_metrics.fire_horizon_ms``: no horizon for A1/A2 and
+  for A3 once its input ended; Spark's final watermark; otherwise the generator's end
+  minus the configured watermark delay). A missing window after the horizon is counted
+  apart as ``unfired_tail_windows``: an engine whose watermark stops with its input
+  cannot fire it;
 - extra window: a result for a window that holds none of the counted events;
 - duplicate window: a window with more than one result record; ``changed_windows`` are
   those whose records do not all agree (updates after late data);

@@ -44,6 +44,7 @@ class RunData:
     mmpp_states: pd.DataFrame | None = None
     rejects: pd.DataFrame | None = None
     metrics: dict[str, pd.DataFrame] = field(default_factory=dict)
+    metrics_json: dict[str, Any] = field(default_factory=dict)  # metrics/*.json by stem
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -100,11 +101,13 @@ def load_run(run_dir: str | Path) -> RunData:
     rate = read_csv(_required(run_dir, RATE_FILE), ("second", "scheduled", "sent", "behind_ms_max"))
     generator = json.loads(_required(run_dir, GENERATOR_SUMMARY_FILE).read_text())
     results = read_csv(_required(run_dir, RESULTS_FILE))
-    metrics = {}
+    metrics, metrics_json = {}, {}
     metrics_dir = run_dir / "metrics"
     if metrics_dir.is_dir():
         for path in sorted(metrics_dir.glob("*.csv")):
             metrics[path.stem] = read_csv(path)
+        for path in sorted(metrics_dir.glob("*.json")):
+            metrics_json[path.stem] = json.loads(path.read_text())
     return RunData(
         path=run_dir,
         provenance=provenance,
@@ -116,4 +119,5 @@ def load_run(run_dir: str | Path) -> RunData:
         mmpp_states=_optional_csv(run_dir / MMPP_STATES_FILE),
         rejects=_optional_csv(run_dir / REJECTS_FILE),
         metrics=metrics,
+        metrics_json=metrics_json,
     )

@@ -184,7 +184,7 @@ def summarize_run(
     summary |= latency.latency_summary(windows, mask)
     summary |= latency.query_latency_summary(run.metric("queries"))
 
-    horizon = end_ms - delay_ms
+    horizon = engine_metrics.fire_horizon_ms(run, end_ms, delay_ms)
     dropped = engine_metrics.dropped_late_events(run, fields)
     truth = run.truth
     check, per_window = oracle.check_results(

@@ -1,0 +1,185 @@
+"""The Snakemake workflow: lint, dry runs of both profiles, config errors, and a complete
+report built from fabricated (TEST-ONLY, see tests/synthetic_runs.py) run directories.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from synthetic_runs import fabricate_run
+
+from sdsbench.analysis.throughput_search import run_search
+from sdsbench.config import load_config
+from sdsbench.experiments import expand_runs, resolve_threshold_rate, searches
+from sdsbench.rundir import write_json_atomic
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+# Lints we accept, and why:
+# - conda/container: the environments are the project's virtualenvs (env/setup.sh);
+# - PY / CONFIG_ARGS / SCRIPTS in shell commands: how scripts are called, kept out of
+#   params on purpose so that a recorded command never changes with the checkout's path
+#   (see rules/common.smk).
+ALLOWED_LINTS = (
+    "Specify a conda environment or container for each rule.",
+    "Shell command directly uses variable PY from outside of the rule",
+    "Shell command directly uses variable CONFIG_ARGS from outside of the rule",
+    "Shell command directly uses variable SCRIPTS from outside of the rule",
+)
+
+
+def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run."""
+    counts = {}
+    block = output.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
+    for line in block.splitlines():
+        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def test_lint_finds_nothing_but_the_accepted_lints():
+    proc = snakemake("--lint", check=False)
+    found = re.findall(r"^\s+\* (.+?):?$", proc.stdout + proc.stderr, flags=re.MULTILINE)
+    unexpected = [lint for lint in found if not lint.startswith(ALLOWED_LINTS)]
+    assert found, "the lint output could not be parsed"
+    assert not unexpected, unexpected
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_dry_run_plans_every_run_once(profile, tmp_path):
+    files = [REPO / "config" / "config.yaml"]
+    extra = []
+    if profile == "full":
+        files.append(REPO / "config" / "full.yaml")
+        extra = ["--configfile", str(REPO / "config" / "full.yaml")]
+    config = load_config(*files)
+    # Plan in an empty directory: nothing exists, so everything must be planned.
+    proc = snakemake("-n", "report", "--cores", "2", "--resources", "bench_slot=1", *extra,
+                     "-d", str(tmp_path))
+    counts = job_counts(proc.stdout)
+    assert counts["run_experiment"] == len(expand_runs(config))
+    assert counts["search_throughput"] == len(searches(config))
+    assert counts["summarize_run"] == len(expand_runs(config))
+    assert counts["figure"] >= 10 and counts["paper"] == 1
+    assert f"data/{profile}/raw/" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("bad", "key"),
+    [
+        ({"experiments": {"groups": {"baseline": [
+            {"pipelines": ["a1"], "processes": ["constant"], "rates_eps": [-5]}]}}},
+         "experiments.groups.baseline.0.rates_eps.0"),
+        ({"search": {"tolerance": 0}}, "search.tolerance"),
+        ({"experiments": {"at_threshold": {"process": "poisson"}}},
+         "experiments.at_threshold.process"),
+    ],
+)
+def test_a_bad_config_fails_before_anything_runs_naming_the_key(bad, key, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    proc = snakemake("-n", "report", "--configfile", str(path), "-d", str(tmp_path / "w"),
+                     check=False)
+    assert proc.returncode != 0
+    assert key in proc.stdout + proc.stderr
+    assert not (tmp_path / "w" / "data").exists()
+
+
+# ------------------------------------------------------- end to end, fabricated runs
+SYNTHETIC = {
+    "profile": "synthetic",
+    "run": {"duration_s": 40},
+    "experiments": {
+        "warmup_s": 0,
+        "groups": {
+            "baseline": [{"pipelines": ["a1", "a2"], "processes": ["constant"],
+                          "rates_eps": [10000]}],
+            "event_time": [{"pipelines": ["a3", "spark"], "processes": ["spp"],
+                            "rates_eps": [20000]}],
+            "parallelism": [{"pipelines": ["flink"], "processes": ["spp"],
+                             "rates_eps": [20000], "vary": {"parallelism": [1, 2]}}],
+            "watermark_delay": [{"pipelines": ["spark"], "processes": ["spp"],
+                                 "rates_eps": [20000], "vary": {"watermark_delay_ms": [500]}}],
+        },
+        "at_threshold": {"pipelines": ["flink"], "process": "mmpp", "search_process": "spp",
+                         "multiples": [1, 2]},
+    },
+    "search": {"pipelines": ["flink"], "processes": ["spp"], "max_trials": 3},
+}
+
+
+def _fabricate_profile(workdir: Path, config_path: Path) -> dict:
+    """Fabricated raw runs and search results for every run of the synthetic profile."""
+    config = load_config(REPO / "config" / "config.yaml", config_path)
+    profile = config["profile"]
+
+    def fake_execute(cfg, spec, out):
+        rate = spec["arrival"]["rate_eps"]
+        return fabricate_run(out, spec, cfg, latency_ms=rate / 50)  # 40k ev/s -> 800 ms
+
+    results = {}
+    for sid, s in searches(config).items():
+        trials = workdir / "data" / profile / "search" / sid / "trials"
+        results[sid] = run_search(config, s["pipeline"], s["process"], trials,
+                                  execute=fake_execute)
+        write_json_atomic(workdir / "data" / profile / "search" / f"{sid}.json", results[sid])
+    for run_id, spec in expand_runs(config).items():
+        if spec["arrival"].get("rate_of"):
+            spec = resolve_threshold_rate(spec, results[spec["arrival"]["rate_of"]["search"]])
+        drop = 1 if run_id == "spark-spp-r20000-wm500" else 0
+        fabricate_run(workdir / "data" / profile / "raw" / run_id, spec, config,
+                      drop_windows=drop)
+    return config
+
+
+def test_report_from_fabricated_runs_and_what_a_change_reruns(tmp_path):
+    config_path = tmp_path / "synthetic.yaml"
+    config_path.write_text(yaml.safe_dump(SYNTHETIC))
+    work = tmp_path / "work"
+    _fabricate_profile(work, config_path)
+    common = ["--configfile", str(config_path), "-d", str(work), "--cores", "2",
+              "--resources", "bench_slot=1"]
+    snakemake("report", *common)
+
+    paper = (work / "paper" / "build" / "synthetic" / "paper.md").read_text()
+    tex = (work / "paper" / "build" / "synthetic" / "paper.tex").read_text()
+    assert "t_h = 40,000 events/s under SPP input" in paper  # 10k, 20k, 40k pass; 80k fails
+    assert "A4 Spark: 1 of 2 runs had at least one window that did not match" in paper
+    assert r"\section{Summary}" in tex and "t\\_h" in tex
+    for name in ("a1_a2_throughput_latency", "latency_vs_rate", "mmpp_latency_over_time",
+                 "event_time_spp", "parallelism", "watermark_delay", "e2e_latency_all"):
+        assert (work / "figures" / "synthetic" / f"{name}.png").stat().st_size > 5000
+    runs_table = (work / "data" / "synthetic" / "summary" / "runs.csv").read_text()
+    assert "flink-mmpp-th2x" in runs_table
+
+    # Nothing is stale right after a build.
+    plan = snakemake("-n", "report", *common)
+    assert "Nothing to be done" in plan.stdout + plan.stderr
+
+    # A new rate plans exactly one new engine run; nothing else is run again.
+    changed = dict(SYNTHETIC)
+    changed["experiments"] = yaml.safe_load(yaml.safe_dump(SYNTHETIC["experiments"]))
+    changed["experiments"]["groups"]["baseline"][0]["rates_eps"] = [10000, 30000]
+    config_path.write_text(yaml.safe_dump(changed))
+    plan = snakemake("-n", "report", *common)
+    counts = job_counts(plan.stdout)
+    assert counts["run_experiment"] == 2  # a1 and a2 at the new rate
+    assert counts["summarize_run"] == 2 and "search_throughput" not in counts
+    assert re.search(r"run_id=a1-constant-r30000$", plan.stdout, flags=re.MULTILINE)
+    assert not re.search(r"run_id=a1-constant-r10000$", plan.stdout, flags=re.MULTILINE)
