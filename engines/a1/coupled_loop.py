@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 import psycopg
 
 from engines.common import pg_schema
+from engines.common.processes import StopFlag
 from engines.common.query_runner import WindowQueryRunner, last_data_window_ms
 from sdsbench.rundir import write_json_atomic, write_text_atomic
 from sdsbench.workload.events import Batch
@@ -164,11 +164,8 @@ def _summary(source: EventSource, result: Any, sink_info: dict[str, Any]) -> dic
     }
 
 
-class _Stop:
-    requested = False
 
-
-def run(job: dict[str, Any], stop: _Stop) -> int:
+def run(job: dict[str, Any], stop: StopFlag) -> int:
     run_dir = Path(job["run_dir"])
     spec, config, params = job["spec"], job["config"], job["params"]
     source = EventSource(spec, config, 0, 1)
@@ -223,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", required=True, help="job JSON written by engines.a1.pipeline")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s a1 %(message)s")
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, lambda *_: setattr(stop, "requested", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
+    stop = StopFlag().install()
     return run(json.loads(Path(args.job).read_text()), stop)
 
 

@@ -30,7 +30,6 @@ import json
 import logging
 import operator
 import os
-import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any
 import psycopg
 
 from engines.common import pg_schema
+from engines.common.processes import StopFlag
 from sdsbench import contract
 
 log = logging.getLogger("sdsbench.a2.consumer")
@@ -173,9 +173,6 @@ def read_offsets(conn: psycopg.Connection, partitions: list[int]) -> dict[int, i
     return found
 
 
-class _Stop:
-    requested = False
-
 
 class _Metrics:
     """Per-second counters of one consumer, appended to metrics/consumer-<i>.csv."""
@@ -223,7 +220,7 @@ class _Metrics:
         self._fh.close()
 
 
-def run_consumer(job: dict[str, Any], index: int, stop: _Stop) -> None:
+def run_consumer(job: dict[str, Any], index: int, stop: StopFlag) -> None:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     catalog = contract.ad_catalog(job["campaigns"], job["ads_per_campaign"])
@@ -293,9 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, required=True, help="consumer index in the group")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s consumer-{args.index} %(message)s")
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, lambda *_: setattr(stop, "requested", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
+    stop = StopFlag().install()
     run_consumer(json.loads(Path(args.job).read_text()), args.index, stop)
     return 0
 

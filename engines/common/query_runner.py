@@ -31,7 +31,6 @@ import argparse
 import csv
 import json
 import logging
-import signal
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,6 +38,7 @@ from typing import Any, TextIO
 import psycopg
 
 from engines.common import pg_schema
+from engines.common.processes import StopFlag
 from sdsbench import contract
 
 log = logging.getLogger("sdsbench.query_runner")
@@ -171,9 +171,6 @@ def last_data_window_ms(
 
 
 # ------------------------------------------------------------------ A2's process
-class _Stop:
-    requested = False
-
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone query runner (A2): ``--job`` JSON with dsn, schema, run_dir, ..."""
@@ -182,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     job = json.loads(Path(args.job).read_text())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s query_runner %(message)s")
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, lambda *_: setattr(stop, "requested", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(stop, "requested", True))
+    stop = StopFlag().install()
 
     window_ms = int(job.get("window_ms", contract.WINDOW_MS))
     conn = pg_schema.connect(job["dsn"], job["schema"])
