@@ -126,9 +126,9 @@ class WindowQueryRunner:
         t0_ns = time.time_ns()
         with self._conn.cursor() as cur:
             rows = pg_schema.window_counts(cur, start, self._window_ms)
+        t1_ns = time.time_ns()
         # End the read-only transaction so the next query sees rows committed meanwhile.
         self._conn.commit()
-        t1_ns = time.time_ns()
         q_start, q_end = t0_ns // 1_000_000, t1_ns // 1_000_000
         latency_ms = (t1_ns - t0_ns) / 1e6
         for campaign_id, clicks, max_ins in rows:
@@ -145,14 +145,14 @@ class WindowQueryRunner:
         self.next_window_start_ms = end
         self.windows_run += 1
 
-    def finish(self, last_window_start_ms: int | None, sleep=time.sleep) -> None:
+    def finish(self, last_window_start_ms: int | None) -> None:
         """Query every window up to ``last_window_start_ms``, each when it is due."""
         if last_window_start_ms is None:
             return
         while self.next_window_start_ms <= last_window_start_ms:
             wait_ms = self.next_due_ms() - now_ms()
             if wait_ms > 0:
-                sleep(wait_ms / 1000)
+                time.sleep(wait_ms / 1000)
             self.run_next()
 
     def close(self) -> None:
