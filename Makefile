@@ -19,3 +19,33 @@ services-status:
 
 test:
 	bash env/setup.sh && $(PY_MAIN) -m pytest -q tests
+
+# ---------------------------------------------------------------- the workflow (Snakemake)
+# `make quick` is the README's main command: set-up, then every run, summary, figure,
+# table and the paper of the quick profile. Each target is one Snakemake call; runs never
+# overlap (--resources bench_slot=1). PROFILE=full selects config/full.yaml for `all`,
+# `report` and `clean-results`; figures/<profile>/... picks the profile from the path.
+SNAKEMAKE := .venv/main/bin/snakemake
+SMK := --cores 2 --resources bench_slot=1
+PROFILE ?= quick
+profile_config = $(if $(filter full,$(1)),--configfile config/full.yaml,)
+
+.PHONY: all quick full report clean-results
+
+all: setup
+	$(SNAKEMAKE) all $(SMK) $(call profile_config,$(PROFILE))
+
+quick: setup
+	$(SNAKEMAKE) all $(SMK)
+
+full: setup
+	$(SNAKEMAKE) all $(SMK) --configfile config/full.yaml
+
+report: setup
+	$(SNAKEMAKE) report $(SMK) $(call profile_config,$(PROFILE))
+
+figures/%: setup
+	$(SNAKEMAKE) $@ $(SMK) $(call profile_config,$(firstword $(subst /, ,$*)))
+
+clean-results:
+	rm -rf data/$(PROFILE) figures/$(PROFILE) paper/build/$(PROFILE) logs/$(PROFILE)

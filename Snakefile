@@ -35,6 +35,19 @@ include: "rules/figures.smk"
 include: "rules/paper.smk"
 
 
+# Leave the machine as we found it: engine runs start the services (PostgreSQL, Kafka)
+# when they are not running; if they were not running when this invocation began, stop
+# them when it ends (rebuilding a figure never stops services someone started by hand).
+onsuccess:
+    if not SERVICES_WERE_UP:
+        services_stack.stop_services(SERVICES_STATE_DIR)
+
+
+onerror:
+    if not SERVICES_WERE_UP:
+        services_stack.stop_services(SERVICES_STATE_DIR)
+
+
 rule all:
     input:
         TABLES,
