@@ -29,6 +29,7 @@ import bisect
 import csv
 import json
 import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,11 +130,16 @@ def _read_partition(bootstrap: str, topic: str, partition: int, stop: int):  # -
     try:
         consumer.assign([TopicPartition(topic, partition, 0)])
         position = 0
+        idle_since = time.monotonic()
         while position < stop:
-            messages = consumer.consume(10_000, timeout=10)
+            # A short timeout: consume() waits for the whole count or the timeout.
+            messages = consumer.consume(10_000, timeout=0.2)
             if not messages:
-                raise RuntimeError(f"audit: {topic}[{partition}] ended at {position}, "
-                                   f"the checkpoint says {stop}")
+                if time.monotonic() - idle_since > 10:
+                    raise RuntimeError(f"audit: {topic}[{partition}] ended at {position}, "
+                                       f"the checkpoint says {stop}")
+                continue
+            idle_since = time.monotonic()
             for msg in messages:
                 if msg.error():
                     raise RuntimeError(f"audit: {topic}[{partition}]: {msg.error()}")
