@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +122,30 @@ def _marker(watermark_ms: int) -> bytes:
     return json.dumps({"watermark_ns": watermark_ms * 10**6, "producer": 0}).encode()
 
 
+@contextmanager
+def _markers_every(bootstrap: str, topic: str, partition: int, watermark_ms: int,
+                   interval_s: float = 0.2) -> Iterator[None]:
+    """Keep ``partition`` speaking, as the generator does: the same marker again and again."""
+    from confluent_kafka import Producer
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        while not stop.wait(interval_s):
+            producer.produce(topic, _marker(watermark_ms), partition=partition)
+            producer.poll(0)
+        producer.flush(10)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+
+
 def _wait_for(fn: Any, timeout_s: float) -> Any:
     deadline = time.monotonic() + timeout_s
     value = fn()
@@ -159,7 +186,10 @@ def test_silent_partition_holds_the_watermark_and_idle_timeout_releases_it(
             (0, _event(w0, "view", ad_id="not-an-ad")),
             (0, _marker(w0 + 10_500)),
         ])
-        with pg_schema.connect(services.pg_dsn, st.schema, autocommit=True) as conn:
+        with (
+            _markers_every(services.kafka_bootstrap, topic, 0, w0 + 10_500),
+            pg_schema.connect(services.pg_dsn, st.schema, autocommit=True) as conn,
+        ):
             def watermark() -> int | None:
                 return conn.execute("SELECT WATERMARK_NOW_MS()").fetchone()[0]
 
@@ -216,6 +246,11 @@ def test_silent_partition_holds_the_watermark_and_idle_timeout_releases_it(
     rejects = pd.read_csv(tmp_path / "rejects.csv").set_index("reason")["count"]
     assert rejects["absurd_timestamp"] == 2 and rejects["not_json"] == 1
     assert rejects["unknown_ad"] == 1
+    dead = pd.read_csv(tmp_path / "a3" / "dead_letters.csv")
+    assert sorted(dead["reason"]) == [
+        "absurd_timestamp", "absurd_timestamp", "not_json", "unknown_ad"
+    ]
+    assert "{oops" in set(dead["raw"]) and (dead["partition"] == 0).all()
     summary = json.loads((tmp_path / "metrics" / "a3.json").read_text())
     assert summary["lateness_policy"] == "drop"
     assert summary["late_dropped_events"] == (0 if idle_timeout_ms is None else 1)

@@ -22,8 +22,9 @@ Run outputs: ``results.csv`` (the output topic, with broker append times),
 ``metrics/fired_windows.csv``, ``metrics/late.csv`` (late events per window and policy),
 ``metrics/events_sample.csv`` (a seeded sample of stored events: event time vs insertion
 time, for the event-time/processing-time figure with the watermark line), ``rejects.csv``
-(dead letters per reason), ``metrics/a3.json`` (settings incl. the lateness policy, drain
-outcome, totals), ``logs/`` (job file and process logs).
+(dead letters per reason; each one in ``a3/dead_letters.csv``), ``metrics/a3.json``
+(settings incl. the lateness policy, drain outcome, totals), ``logs/`` (job file and
+process logs).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ LATE_COLUMNS = (
     "campaign_id", "window_start_ms", "views_dropped", "clicks_dropped", "purchases_dropped",
     "views_accepted", "clicks_accepted", "purchases_accepted", "policy", "allowed_ms",
 )
+# Each rejected record (the first DEAD_LETTER_ROWS, raw value cut at 4 KiB by the consumer).
+DEAD_LETTER_COLUMNS = ("reason", "partition", "offset", "rejected_ms", "raw")
+DEAD_LETTER_ROWS = 10_000
 SAMPLE_COLUMNS = ("event_time_ms", "insertion_time_ms", "event_type", "campaign_id")
 EVENT_SAMPLE_ROWS = 20_000
 FIRED_COLUMNS = (
@@ -336,9 +340,21 @@ class Pipeline:
             ).fetchall()
             (stored_events,) = conn.execute("SELECT count(*) FROM events").fetchone()
             sample = self._sample_events(conn, int(stored_events), int(ctx.spec["seed"]))
+            dead = conn.execute(
+                "SELECT reason, kafka_partition, kafka_offset, rejected_ms, raw FROM dead_letters "
+                "ORDER BY kafka_partition, kafka_offset LIMIT %s",
+                (DEAD_LETTER_ROWS,),
+            ).fetchall()
             conn.commit()
             rejects = outputs.reject_counts(conn)
         outputs.write_rejects(ctx.run_dir / "rejects.csv", rejects)
+        write_text_atomic(
+            ctx.run_dir / "a3" / "dead_letters.csv",
+            _csv_text(
+                DEAD_LETTER_COLUMNS,
+                [(*row[:4], bytes(row[4]).decode("utf-8", "backslashreplace")) for row in dead],
+            ),
+        )
         write_text_atomic(
             ctx.run_dir / "metrics" / "late.csv",
             _csv_text(LATE_COLUMNS, [(*row, policy, allowed) for row in late]),
