@@ -82,7 +82,12 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
         services = ensure_services(config["services"], SERVICES_STATE_DIR)
         ctx = RunContext(spec["run_id"], spec, config, services, run_dir)
         started = time.time()
-        sampler = ResourceSampler(run_dir / "metrics" / "resources.csv", lambda: ctx.pids)
+        # PostgreSQL and the broker are sampled too: for A1/A2 most CPU is spent there.
+        sampler = ResourceSampler(
+            run_dir / "metrics" / "resources.csv",
+            lambda: ctx.pids,
+            service_pids=getattr(services, "pids", None),
+        )
         try:
             pipeline.prepare(ctx)
             pipeline.start(ctx)
