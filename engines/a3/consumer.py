@@ -57,7 +57,6 @@ class Batch:
     """What one poll brought, before it is written."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
-    event_partitions: list[int] = field(default_factory=list)
     rejects: list[tuple[int, int, str, bytes, int]] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
 
@@ -171,7 +170,6 @@ class A3Consumer:
             else:
                 state.observe_event(record["event_time_ns"] // 1_000_000, t)
                 batch.events.append(record)
-                batch.event_partitions.append(p)
         return batch
 
     def write(self, conn: Any, batch: Batch) -> None:

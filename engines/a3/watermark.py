@@ -24,8 +24,12 @@ A3 has two stages: the injector (the generator) and the Kafka -> PostgreSQL cons
   event read before it already in the events table.
 - Global (what ``WATERMARK_NOW()`` returns):
 
-      candidate = min over partitions p not idle of watermark(p)   (undefined if any is)
+      candidate = min over partitions p not idle of watermark(p)   (undefined if any is,
+                                                                    or if all are idle)
       WATERMARK_NOW = max(previous WATERMARK_NOW, candidate)       (monotonic)
+
+  and +infinity (END_OF_INPUT_MS) once the driver has seen every record of the input topic
+  stored after the generator exited (engines/a3/pipeline.py, drain).
 
 Idle partitions. A partition that has delivered nothing (no marker, no event) has no
 watermark and holds the global watermark back for ever: that is the MillWheel behaviour and
