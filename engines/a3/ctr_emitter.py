@@ -1,16 +1,19 @@
 """A3 emitter process: advance WATERMARK_NOW(), fire complete windows, publish CTR results.
 
-Every ``fire_interval_ms``, in ONE PostgreSQL transaction:
+Every ``fire_interval_ms``:
 
-1. ``advance_watermark()`` locks the watermark row (FOR UPDATE: consumers' batches in
-   flight finish first, new ones wait) and moves it to min over partitions (monotonic);
-2. the CTR query (engines/a3/sql.py) aggregates every (campaign, window) whose window end
-   the watermark has passed and that has not fired; they are recorded in ``fired_windows``;
-3. under lateness policy ``update``, windows that accepted late events are recounted;
-4. each result is produced to the run's output topic as the shared contract record and the
-   producer is flushed; only then does the transaction commit. A failed delivery rolls the
-   firing back, so it is retried at the next tick (at-least-once towards Kafka; a crash
-   between the flush and the commit would emit a window twice, never zero times).
+1. ``advance_watermark()`` (a short transaction) locks the watermark row (FOR UPDATE:
+   consumers' batches in flight finish first, new ones wait) and moves it to the min over
+   partitions (monotonic);
+2. in a second transaction, the CTR query (engines/a3/sql.py) aggregates every (campaign,
+   window) whose end the watermark has passed since ``firing_progress.fired_through_ms``;
+   they are recorded in ``fired_windows``; under lateness policy ``update``, windows that
+   accepted late events are recounted;
+3. each result is produced to the run's output topic as the shared contract record and the
+   producer is flushed; only then does the firing transaction commit (with the new
+   ``fired_through_ms``). A failed delivery rolls the firing back, so it is retried at the
+   next tick (at-least-once towards Kafka; a crash between the flush and the commit would
+   emit a window twice, never zero times).
 
 After the transaction it appends one row to ``metrics/watermark.csv``.
 
@@ -51,6 +54,7 @@ def watermark_columns(partitions: int) -> list[str]:
         "held_partitions",  # non-idle partitions with no watermark yet: they hold it back
         "fired_windows",  # cumulative (campaign, window) results emitted
         "updates",  # cumulative re-emissions for late events (policy update)
+        "fire_ms",  # wall time of this tick's firing transaction (CTR query + Kafka flush)
         *[f"p{p}_watermark_ms" for p in range(partitions)],
     ]
 
@@ -84,40 +88,69 @@ class CtrEmitter:
         self.ticks = 0
         self.delivery_errors: list[str] = []
         self._last_candidate: int | None = None
+        self._last_fire_ms = 0
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
             self.delivery_errors.append(str(err))
 
-    def tick(self, conn: Any, producer: Any) -> tuple[int | None, int | None, list[tuple]]:
-        """One firing; returns (previous, current watermark, partition rows)."""
-        s = self.s
-        out: list[tuple[bytes, bytes]] = []
-        fired_rows: list[tuple] = []
+    def tick(self, conn: Any, producer: Any) -> tuple[int | None, list[tuple]]:
+        """One tick: advance, fire; returns (WATERMARK_NOW(), partition rows)."""
         with conn.transaction():
-            cur = conn.cursor()
-            previous, current = cur.execute(
+            # Short: the row lock is held only while the new minimum is computed, so
+            # consumers wait for milliseconds, not for the CTR query.
+            previous, current = conn.execute(
                 "SELECT previous_ms, watermark_ms FROM advance_watermark()"
             ).fetchone()
-            (candidate,) = cur.execute("SELECT low_watermark_ms()").fetchone()
+            (candidate,) = conn.execute("SELECT low_watermark_ms()").fetchone()
+            partitions = conn.execute(a3sql.PARTITION_STATE).fetchall()
+        self._last_candidate = candidate
+        t0 = time.monotonic()
+        self.fire(conn, producer)
+        self._last_fire_ms = round((time.monotonic() - t0) * 1000)
+        self.ticks += 1
+        return current, partitions
+
+    def fire(self, conn: Any, producer: Any) -> None:
+        """Emit every window WATERMARK_NOW() has passed since ``fired_through_ms``, and
+        (policy update) every window that accepted late events, in one transaction that
+        commits only after Kafka acknowledged the records.
+
+        No lock on the watermark is needed here: on-time events of these windows were
+        classified before the advance (which waited for their transactions), so they are
+        all committed; later ones are classified late against the new watermark."""
+        out: list[tuple[bytes, bytes]] = []
+        fired_rows: list[tuple] = []
+        updates = 0
+        with conn.transaction():
+            through, current = conn.execute(
+                "SELECT fired_through_ms, WATERMARK_NOW_MS() FROM firing_progress FOR UPDATE"
+            ).fetchone()
             t = time.time_ns() // 1_000_000
-            if current is not None and (previous is None or current > previous):
-                # Windows that had not ended at the previous watermark start at its floor.
-                from_ms = 0 if previous is None else contract.window_start_ms(previous)
-                for row in cur.execute(a3sql.CTR_QUERY, {"from_ms": from_ms}).fetchall():
+            if current is not None and (through is None or current > through):
+                # Windows not complete at the last firing start at its floor.
+                from_ms = 0 if through is None else contract.window_start_ms(through)
+                for row in conn.execute(a3sql.CTR_QUERY, {"from_ms": from_ms}).fetchall():
                     record = result_record(row, time.time_ns() // 1_000_000)
                     out.append((f"{row[0]}:{row[1]}".encode(), json.dumps(record).encode()))
                     fired_rows.append((row[0], row[1], current, t, t))
-            updates = 0
-            if s["lateness_policy"] == "update":
-                dirty = cur.execute(
+                conn.execute("UPDATE firing_progress SET fired_through_ms = %s", (current,))
+            if self.s["lateness_policy"] == "update":
+                # Locked: a consumer adding late events to one of these windows waits, then
+                # sets needs_emit again (emitted next tick); none is cleared unseen.
+                dirty = conn.execute(
                     "SELECT campaign_id, window_start_ms FROM late_windows WHERE needs_emit "
-                    "ORDER BY window_start_ms, campaign_id"
+                    "ORDER BY campaign_id, window_start_ms FOR UPDATE"
                 ).fetchall()
                 for campaign_id, start in dirty:
-                    views, clicks, min_ins, max_ins = cur.execute(
+                    views, clicks, min_ins, max_ins = conn.execute(
                         a3sql.RECOUNT_QUERY, {"start_ms": start, "campaign_id": campaign_id}
                     ).fetchone()
+                    conn.execute(
+                        "UPDATE late_windows SET needs_emit = false "
+                        "WHERE campaign_id = %s AND window_start_ms = %s",
+                        (campaign_id, start),
+                    )
                     if views + clicks == 0:
                         continue
                     row = (campaign_id, start, views, clicks, min_ins, max_ins)
@@ -125,18 +158,12 @@ class CtrEmitter:
                     out.append((f"{campaign_id}:{start}".encode(), json.dumps(record).encode()))
                     fired_rows.append((campaign_id, start, current, t, t))
                     updates += 1
-                if dirty:
-                    cur.execute("UPDATE late_windows SET needs_emit = false WHERE needs_emit")
             if fired_rows:
-                cur.executemany(a3sql.RECORD_FIRED, fired_rows)
+                conn.cursor().executemany(a3sql.RECORD_FIRED, fired_rows)
             if out:
                 self._publish(producer, out)
-            partitions = cur.execute(a3sql.PARTITION_STATE).fetchall()
         self.fired += len(fired_rows) - updates
         self.updates += updates
-        self.ticks += 1
-        self._last_candidate = candidate
-        return previous, current, partitions
 
     def _publish(self, producer: Any, records: list[tuple[bytes, bytes]]) -> None:
         topic = self.s["output_topic"]
@@ -168,6 +195,7 @@ class CtrEmitter:
             str(sum(1 for _, wm, _, _, idle in partitions if wm is None and not idle)),
             str(self.fired),
             str(self.updates),
+            str(self._last_fire_ms),
             *[_ms(wm) for _, wm, _, _, _ in partitions],
         ]
 
@@ -197,7 +225,7 @@ class CtrEmitter:
             writer.writerow(watermark_columns(int(s["partitions"])))
             next_tick = time.monotonic()
             while not self.stopping:
-                _, current, partitions = self.tick(conn, producer)
+                current, partitions = self.tick(conn, producer)
                 writer.writerow(self.metrics_row(current, partitions))
                 fh.flush()
                 if time.monotonic() >= next_progress:

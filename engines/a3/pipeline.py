@@ -302,7 +302,9 @@ class Pipeline:
         watermark = None
         while time.monotonic() < deadline:
             with st.offsets_lock, st.offsets_conn.cursor() as cur:
-                (watermark,) = cur.execute("SELECT WATERMARK_NOW_MS()").fetchone()
+                (watermark,) = cur.execute(
+                    "SELECT fired_through_ms FROM firing_progress"
+                ).fetchone()
                 (dirty,) = cur.execute(
                     "SELECT count(*) FROM late_windows WHERE needs_emit"
                 ).fetchone()

@@ -8,6 +8,7 @@ contract's fields, ``ads``, ``dead_letters``, ``kafka_offsets``) and adds to it:
                             the formula); NULL watermark = "nothing heard yet" = holds back;
 - ``watermark``             one row: the global low watermark, monotonic (a trigger refuses
                             a step back), and the end-of-input flag set at drain;
+- ``firing_progress``       the watermark up to which windows have been fired and emitted;
 - ``fired_windows``         (campaign, window) results already emitted, with their count;
 - ``late_windows``          late events per (campaign, window): dropped / accepted per type.
 
@@ -22,10 +23,11 @@ search_path is the run's schema, which ``pg_schema.connect`` sets):
 
 Concurrency. Every consumer transaction starts with ``SELECT ... FROM watermark FOR SHARE``
 and classifies its events as on time or late against that value; the emitter advances the
-watermark and fires windows in one transaction that holds the row ``FOR UPDATE``. So an
-event is either committed before the watermark passes its window (and is counted by the
-firing, which runs after the lock is granted and sees every committed row), or it is
-classified against the new watermark (and counted as late). No event falls in between.
+watermark in a short transaction that holds the row ``FOR UPDATE``, so it waits for the
+consumer transactions in flight. An event is therefore either committed before the
+watermark passes its window (and counted by the firing, which starts after the advance
+committed and sees every committed row), or classified against the new watermark (and
+counted as late). No event falls in between.
 """
 
 from __future__ import annotations
@@ -72,6 +74,13 @@ BEGIN
 END $$;
 CREATE TRIGGER watermark_monotonic BEFORE UPDATE ON {s}.watermark
     FOR EACH ROW EXECUTE FUNCTION {s}.refuse_watermark_regression();
+
+-- How far firing has got (the emitter's own row: consumers never lock it).
+CREATE TABLE {s}.firing_progress (
+    only_row         boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    fired_through_ms bigint              -- every window ending at or before it has fired
+);
+INSERT INTO {s}.firing_progress (only_row) VALUES (true);
 
 CREATE TABLE {s}.fired_windows (
     campaign_id     integer NOT NULL,
