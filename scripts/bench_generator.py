@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -55,6 +56,21 @@ def log(msg: str) -> None:
 
 def load_avg() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+def wait_for_quiet(max_load: float | None, max_wait_s: float) -> None:
+    """On a shared machine, wait (bounded) until the 1-minute load average is below
+    max_load, so trials are not measured against other people's jobs. Each trial records
+    the load it ran under either way."""
+    if max_load is None:
+        return
+    deadline = time.monotonic() + max_wait_s
+    announced = False
+    while load_avg() > max_load and time.monotonic() < deadline:
+        if not announced:
+            log(f"  waiting for load average < {max_load} (now {load_avg()}) ...")
+            announced = True
+        time.sleep(5)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -238,6 +254,7 @@ def _client_row(
         "events_per_s": n / wall,
         "cpu_us_per_event": cpu / n * 1e6,
         "undelivered": left,
+        "load_avg_1m": load_avg(),
     }
 
 
@@ -337,6 +354,7 @@ def search(
     """Ramp (x2) until a trial fails, then bisect between the last pass and the first fail."""
 
     def trial(rate: float) -> bool:
+        wait_for_quiet(args.max_load, args.max_wait_s)
         row = run_trial(
             config,
             bootstrap,
@@ -466,7 +484,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-clients", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--broker-heap-mb", type=int, default=1024)
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=None,
+        help="before each measurement wait until the 1-min load average is below this",
+    )
+    parser.add_argument("--max-wait-s", type=float, default=600.0)
     args = parser.parse_args(argv)
+    # Stop cleanly (the finally below stops the private broker) on SIGTERM, and on SIGINT
+    # even when started in the background with SIGINT ignored.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args.out.mkdir(parents=True, exist_ok=True)
     config = load_config(*([args.config] if args.config else []))
 
@@ -501,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             "librdkafka": confluent_kafka.libversion()[0],
             "kafka_python": kafka.__version__,
         }
+        wait_for_quiet(args.max_load, args.max_wait_s)
         topic = f"bench-hot-{time.time_ns()}"
         create_topic(bootstrap, topic, args.partitions)
         try:
@@ -511,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table("Hot path, ns per event (1000-event batches)", hot)
         clients: list[dict] = []
         if not args.skip_clients:
+            wait_for_quiet(args.max_load, args.max_wait_s)
             log("measuring raw client throughput ...")
             clients = measure_clients(config, bootstrap, args.client_events)
             write_csv(args.out / "clients.csv", clients)

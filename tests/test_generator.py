@@ -240,6 +240,29 @@ def test_stopped_generators_leave_no_merged_result(config: dict, tmp_path: Path)
     )
 
 
+def test_a_producer_dying_before_ready_is_reported(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from sdsbench.workload.generator import _wait_ready
+
+    def child(code: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+    ok = [child("print('ready', flush=True)"), child("print('ready', flush=True)")]
+    _wait_ready(ok, 30)
+    for proc in ok:
+        proc.wait()
+    dying = [child("print('ready', flush=True)"), child("import sys; sys.exit(3)")]
+    with pytest.raises(GeneratorError, match="process 1 exited with code 3"):
+        _wait_ready(dying, 30)
+    for proc in dying:
+        proc.wait()
+        proc.stdout.close()
+    for proc in ok:
+        proc.stdout.close()
+
+
 # ------------------------------------------------------------ real Kafka round trip
 def read_topic(bootstrap: str, topic: str) -> list[tuple[int, dict]]:
     from confluent_kafka import Consumer, TopicPartition

@@ -79,7 +79,9 @@ from sdsbench.workload.truth import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _NS_PER_MS = 1_000_000
 _NS_PER_S = 1_000_000_000
-START_LEAD_S = 2.0  # children start this long after launch: imports + broker connection
+START_LEAD_S = 2.0  # default lead of a schedule start (in-process use)
+READY_TIMEOUT_S = 120.0  # producer processes must be ready (imports, broker) within this
+START_AFTER_READY_S = 0.3  # schedule start after the last producer reported ready
 FLUSH_TIMEOUT_S = 120.0
 EXIT_INTERRUPTED = 130
 EXIT_DELIVERY_FAILED = 3
@@ -381,18 +383,23 @@ def run_process(
     out_dir: str | Path,
     process_index: int = 0,
     processes: int = 1,
-    start_ns: int | None = None,
+    start_ns: int | Callable[[], int] | None = None,
     progress: TextIO | None = sys.stderr,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
     """One producer process: run the open loop and write its truth.csv, rate.csv,
     summary.json (and mmpp_states.csv) into ``parts/p<index>/`` of ``out_dir``.
+
+    ``start_ns``: the schedule start, or a function called once everything is set up
+    (producer connected) that returns it, or None for ``default_start_ns()``.
     Returns the summary; raises DeliveryError after writing it when deliveries failed."""
     sink = validate_sink(sink)
     source = EventSource(spec, config, process_index, processes)
     out = part_dir(out_dir, process_index)
     out.mkdir(parents=True, exist_ok=True)
     kafka_sink = make_sink(sink, config["workload"], process_index)
+    if callable(start_ns):
+        start_ns = start_ns()
     source.start_ns = start_ns if start_ns is not None else default_start_ns()
     summary: dict[str, Any] = {
         **source.describe(),
@@ -450,6 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--process-index", type=int, default=0)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--start-at-ns", type=int, default=None, help="common schedule start")
+    parser.add_argument(
+        "--handshake",
+        action="store_true",
+        help="when ready print 'ready' on stdout, then read the start time (ns) from stdin",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
@@ -462,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal stop_requested
         stop_requested = True
 
+    def handshake() -> int:
+        print("ready", flush=True)
+        line = sys.stdin.readline()
+        if not line.strip():
+            raise SystemExit("generator: no start time received (launcher gone)")
+        return int(line)
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
@@ -472,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             args.process_index,
             args.processes,
-            args.start_at_ns,
+            handshake if args.handshake else args.start_at_ns,
             None if args.quiet else sys.stderr,
             lambda: stop_requested,
         )
@@ -591,6 +610,40 @@ def merge_outputs(out_dir: str | Path, processes: int) -> dict[str, Any]:
     return merged
 
 
+def _wait_ready(processes: list[subprocess.Popen], timeout_s: float) -> None:
+    """Wait until every producer printed 'ready'; raise GeneratorError if one exits or
+    the timeout passes."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    for i, proc in enumerate(processes):
+        assert proc.stdout is not None
+        selector.register(proc.stdout, selectors.EVENT_READ, i)
+    waiting = set(range(len(processes)))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GeneratorError(
+                    f"producer processes {sorted(waiting)} not ready after {timeout_s:.0f} s"
+                )
+            for key, _ in selector.select(timeout=remaining):
+                i = key.data
+                line = key.fileobj.readline()  # type: ignore[union-attr]
+                if line.strip() == "ready":
+                    waiting.discard(i)
+                    selector.unregister(key.fileobj)
+                else:
+                    code = processes[i].wait()
+                    raise GeneratorError(
+                        f"producer process {i} exited with code {code} before it was ready "
+                        f"(its error is on stderr above)"
+                    )
+    finally:
+        selector.close()
+
+
 def launch_generators(
     spec: Mapping[str, Any],
     config: Mapping[str, Any],
@@ -601,8 +654,9 @@ def launch_generators(
 ) -> GeneratorGroup:
     """Start ``config.workload.producer_processes`` open-loop producer processes.
 
-    Everything is validated first (ConfigError names the bad key); the processes share a
-    start time about START_LEAD_S from now. Call ``wait()`` on the result."""
+    Everything is validated first (ConfigError names the bad key). Returns once every
+    process is ready (imports done, producer connected); they share a schedule start
+    START_AFTER_READY_S later. Call ``wait()`` on the result."""
     run = validate_spec(spec, config)
     sink = validate_sink(sink)
     if sink["kind"] == "kafka":
@@ -613,11 +667,10 @@ def launch_generators(
     write_json_atomic(inputs / "spec.json", spec)
     write_json_atomic(inputs / "config.json", config)
     write_json_atomic(inputs / "sink.json", sink)
-    start_ns = default_start_ns(START_LEAD_S)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     n = run.producer_processes
-    processes = []
+    processes: list[subprocess.Popen] = []
     try:
         for i in range(n):
             cmd = [
@@ -636,18 +689,37 @@ def launch_generators(
                 str(i),
                 "--processes",
                 str(n),
-                "--start-at-ns",
-                str(start_ns),
+                "--handshake",
             ]
             if quiet:
                 cmd.append("--quiet")
-            processes.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=env))
+            processes.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        # A common start once every producer is set up (imports, broker connection):
+        # a fixed lead would start slow children late, which would be measured as
+        # lateness of the generator rather than of the system under test.
+        _wait_ready(processes, READY_TIMEOUT_S)
+        start_ns = time.time_ns() + int(START_AFTER_READY_S * _NS_PER_S)
+        start_ns = -(-start_ns // (10 * _NS_PER_MS)) * 10 * _NS_PER_MS  # on a 10 ms grid
+        for proc in processes:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(f"{start_ns}\n")
+            proc.stdin.close()
+            proc.stdout.close()
     except BaseException:
         for proc in processes:
             proc.kill()
             proc.wait()
         raise
-    timeout_s = START_LEAD_S + run.duration_s + FLUSH_TIMEOUT_S + 60.0
+    timeout_s = START_AFTER_READY_S + run.duration_s + FLUSH_TIMEOUT_S + 60.0
     return GeneratorGroup(processes, out_dir, start_ns, run, timeout_s)
 
 
