@@ -9,6 +9,13 @@
 
 The watermark formula is in engines/a3/watermark.py, the SQL in engines/a3/sql.py.
 
+What is emitted: one shared output record (sdsbench.contract) per (campaign, 10 s
+event-time window) that has at least one view or click, once WATERMARK_NOW() >= window end;
+CTR is NULL when the window has clicks but no views. A campaign with no view or click in a
+window gets no record (there is nothing to report, and Spark/Flink group-bys emit none
+either). Under lateness policy ``update`` a window that accepts late events is emitted again
+with its new totals (the last record of a window is its final answer).
+
 End of input. The generator's final marker of each producer is the end of its schedule, so
 the watermark reaches the last whole window boundary before it, but the window that
 contains the end never becomes complete by markers alone. ``drain`` therefore waits until
