@@ -9,7 +9,6 @@ import shutil
 
 from sdsbench import experiments
 from sdsbench.plots.common import figure_inputs
-from sdsbench.runner import SERVICES_STATE_DIR
 from sdsbench.services import stack as services_stack
 
 PROFILE = config["profile"]
@@ -40,6 +39,7 @@ if workflow.config_settings.config:
     _overrides = shlex.quote(json.dumps(dict(workflow.config_settings.config)))
     CONFIG_ARGS = f"{CONFIG_ARGS} --overrides {_overrides}"
 
+SERVICES_STATE_DIR = experiments.services_state_dir()
 _services = services_stack.load_services(SERVICES_STATE_DIR)
 SERVICES_WERE_UP = _services is not None and all(
     v == "ok" for v in services_stack.check_services(_services, timeout=3).values()

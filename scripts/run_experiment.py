@@ -16,9 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sdsbench import runner  # noqa: E402
 from sdsbench.config import load_config  # noqa: E402
-from sdsbench.experiments import expand_runs, resolve_threshold_rate  # noqa: E402
-from sdsbench.runner import execute_run  # noqa: E402
+from sdsbench.experiments import (  # noqa: E402
+    expand_runs,
+    resolve_threshold_rate,
+    services_state_dir,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    # The runner starts or reuses the services in this directory.
+    runner.SERVICES_STATE_DIR = services_state_dir()
     runs = expand_runs(config)
     if args.run_id not in runs:
         parser.error(f"run id {args.run_id!r} is not in this profile's matrix")
@@ -41,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"run {args.run_id} runs at a multiple of t_h: give --search-result")
         spec = resolve_threshold_rate(spec, json.loads(Path(args.search_result).read_text()))
     logging.info("run %s: %s", args.run_id, json.dumps(spec, sort_keys=True))
-    execute_run(config, spec, args.out)
+    runner.execute_run(config, spec, args.out)
     logging.info("run %s complete: %s", args.run_id, args.out)
     return 0
 

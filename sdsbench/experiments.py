@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from sdsbench.config import deep_merge
@@ -39,8 +41,12 @@ def make_spec(
     run_id: str | None = None,
     duration_s: float | None = None,
 ) -> dict[str, Any]:
-    """Build one run spec; the run id says what the run is."""
-    params = params or {}
+    """Build one run spec; the run id says what the run is.
+
+    Settings equal to the pipeline's configured value are dropped from ``params``, so a
+    sweep point that is the default is the same run (same id) as the default run."""
+    defaults = config.get(pipeline) or {}
+    params = {k: v for k, v in (params or {}).items() if k not in defaults or defaults[k] != v}
     if run_id is None:
         suffix = "".join(f"-{_short(k)}{_id_safe(v)}" for k, v in sorted(params.items()))
         run_id = f"{pipeline}-{process}-r{int(rate_eps)}{suffix}"
@@ -142,7 +148,8 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for pipeline in at["pipelines"]:
         for multiple in at["multiples"]:
             run_id = threshold_run_id(pipeline, at["process"], multiple)
-            spec = make_spec(config, pipeline, at["process"], 0, run_id=run_id)
+            spec = make_spec(config, pipeline, at["process"], 0, run_id=run_id,
+                             duration_s=at.get("duration_s"))
             spec["arrival"]["rate_eps"] = None
             spec["arrival"]["rate_of"] = {
                 "search": search_id(pipeline, at["search_process"]),
@@ -219,3 +226,16 @@ def search_settings(config: dict[str, Any], pipeline: str, process: str) -> dict
     spec = make_spec(config, pipeline, process, 1)
     return {"search": config["search"], "process": process,
             "warmup_s": config["experiments"]["warmup_s"], **run_settings(config, spec)}
+
+
+SERVICES_DIR_ENV = "SDSBENCH_SERVICES_DIR"
+
+
+def services_state_dir() -> Path:
+    """Where the services of engine runs keep their state: ``$SDSBENCH_SERVICES_DIR`` when
+    set (e.g. a second checkout or a test beside a running stack), else the runner's
+    default (``.run/services``)."""
+    from sdsbench.runner import SERVICES_STATE_DIR
+
+    value = os.environ.get(SERVICES_DIR_ENV)
+    return Path(value).resolve() if value else SERVICES_STATE_DIR

@@ -311,3 +311,11 @@ def test_changing_a_pipeline_section_changes_only_its_runs_settings(config):
     differs = {r for r in before
                if run_settings(config, before[r]) != run_settings(changed, after[r])}
     assert differs and all(r.startswith("spark-") for r in differs)
+
+
+def test_a_sweep_point_equal_to_the_default_is_the_default_run(config):
+    groups = run_groups(config)
+    default = "spark-spp-r20000"
+    assert config["spark"]["master"] == "local[2]"  # the quick sweep names local[2] too
+    assert default in groups["parallelism"] and default in groups["event_time"]
+    assert not any(r.startswith("spark-spp-r20000-local2") for r in expand_runs(config))

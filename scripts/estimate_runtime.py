@@ -1,0 +1,69 @@
+"""Estimate how long a profile's engine runs take: runs x (duration + start-up and drain).
+
+    python scripts/estimate_runtime.py --config config/config.yaml --config config/full.yaml \
+        [--measured data/quick/raw]
+
+The start-up and drain overhead per pipeline is measured from completed runs (wall time in
+their provenance.json minus their generator duration) when ``--measured`` points at a raw
+directory; otherwise the values below, measured on the reference 2-core machine, are used.
+Search trials are counted at ``search.max_trials`` per search (an upper bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sdsbench.config import load_config  # noqa: E402
+from sdsbench.experiments import expand_runs, searches  # noqa: E402
+
+# Seconds of start-up + drain per run beyond the generator's duration; first measured
+# with the smoke runs of 2026-11-24 (a1 12 s, a2 14 s, a3 10 s); Spark and Flink are
+# placeholders until measured (scripts/estimate_runtime.py --measured data/quick/raw).
+DEFAULT_OVERHEAD_S = {"a1": 12.0, "a2": 14.0, "a3": 12.0, "spark": 90.0, "flink": 45.0}
+
+
+def measured_overheads(raw_dirs: list[Path]) -> dict[str, float]:
+    samples: dict[str, list[float]] = defaultdict(list)
+    for raw in raw_dirs:
+        for prov_path in raw.glob("**/provenance.json"):
+            prov = json.loads(prov_path.read_text())
+            spec = prov.get("spec", {})
+            if "wall_s" in prov and "duration_s" in spec:
+                samples[spec["pipeline"]].append(float(prov["wall_s"]) - float(spec["duration_s"]))
+    return {p: statistics.median(v) for p, v in samples.items() if v}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
+    parser.add_argument("--measured", action="append", default=[], help="raw run directory")
+    args = parser.parse_args(argv)
+    config = load_config(*args.config)
+    overhead = DEFAULT_OVERHEAD_S | measured_overheads([Path(p) for p in args.measured])
+    per_pipeline: dict[str, float] = defaultdict(float)
+    runs = expand_runs(config)
+    for spec in runs.values():
+        per_pipeline[spec["pipeline"]] += spec["duration_s"] + overhead[spec["pipeline"]]
+    trials = 0
+    for s in searches(config).values():
+        n = int(config["search"]["max_trials"])
+        trials += n
+        per_pipeline[s["pipeline"]] += n * (float(config["search"]["trial_duration_s"])
+                                            + overhead[s["pipeline"]])
+    total = sum(per_pipeline.values())
+    print(f"profile {config['profile']}: {len(runs)} runs + at most {trials} search trials")
+    for pipeline, seconds in sorted(per_pipeline.items()):
+        print(f"  {pipeline:6s} {seconds / 60:7.1f} min  (overhead {overhead[pipeline]:.0f} s/run)")
+    print(f"  total  {total / 60:7.1f} min = {total / 3600:.1f} h (upper bound for the searches)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
