@@ -26,7 +26,7 @@ test:
 # overlap (--resources bench_slot=1). PROFILE=full selects config/full.yaml for `all`,
 # `report` and `clean-results`; figures/<profile>/... picks the profile from the path.
 SNAKEMAKE := .venv/main/bin/snakemake
-SMK := --cores 2 --resources bench_slot=1
+SMK := --cores 2 --resources bench_slot=1 --keep-going
 PROFILE ?= quick
 profile_config = $(if $(filter full,$(1)),--configfile config/full.yaml,)
 

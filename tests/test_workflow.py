@@ -184,3 +184,14 @@ def test_report_from_fabricated_runs_and_what_a_change_reruns(tmp_path):
     assert counts["summarize_run"] == 2 and "search_throughput" not in counts
     assert re.search(r"run_id=a1-constant-r30000$", plan.stdout, flags=re.MULTILINE)
     assert not re.search(r"run_id=a1-constant-r10000$", plan.stdout, flags=re.MULTILINE)
+
+
+def test_paper_template_text_is_safe_in_latex():
+    # Literal text of the shared body goes into the LaTeX output unescaped: it must not
+    # contain characters LaTeX treats specially (values printed by the template are
+    # escaped by the renderer).
+    for name in ("body.j2", "paper.md.j2"):
+        text = (REPO / "paper" / "templates" / name).read_text()
+        literal = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", "", text, flags=re.S)
+        bad = [line for line in literal.splitlines() if re.search(r"[_%&#$~^\\]", line)]
+        assert not bad, f"{name}: {bad}"

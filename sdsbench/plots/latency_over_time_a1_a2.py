@@ -18,7 +18,8 @@ CAPTION = (
     "Latency over time of each A1/A2 run (one panel per run, x = window end in seconds "
     "since the generator started). Solid: end-to-end latency from the window's last "
     "insertion to the end of the query that returned it (mean over campaigns); dashed: "
-    "wall time of the window query. Grey, right axis: consumer lag (A2)."
+    "wall time of the window query. Grey, right axis: consumer lag (A2), or how far the "
+    "producer ran behind its schedule (A1, where producer and database are coupled)."
 )
 
 
@@ -40,11 +41,16 @@ def draw(ctx: FigureContext) -> Figure:
         if "query_latency_ms" in per_window:
             ax.plot(t, per_window["query_latency_ms"], "s--", color=color(pipeline), alpha=0.7,
                     label="query")
-        lag = series_of(ctx.series(run_id), "lag")
-        if not lag.empty:
-            ax2 = ax.twinx()
+        series = ctx.series(run_id)
+        lag = series_of(series, "lag")
+        behind = series_of(series, "generator_behind_ms")
+        ax2 = ax.twinx()
+        if not lag.empty:  # A2: the backlog waits in Kafka
             ax2.plot((lag["time_ms"] - start) / 1000, lag["value"], color="0.6", lw=1)
             ax2.set_ylabel("lag (events)", color="0.5")
+        else:  # A1: the producer itself falls behind its schedule
+            ax2.plot((behind["time_ms"] - start) / 1000, behind["value"], color="0.6", lw=1)
+            ax2.set_ylabel("generator behind schedule (ms)", color="0.5")
         ax.set_title(f"{label(pipeline)} @ {s['offered_rate_eps'] / 1000:g}k ev/s", fontsize=9)
         ax.set_xlabel("window end (s since start)")
         ax.set_ylabel("latency (ms)")
