@@ -1,6 +1,11 @@
 # ------------------------------------------------------------------ per-run analysis
 # Analysis rules list the library modules they use: editing the analysis reruns it
-# (cheap), never the engine runs.
+# (cheap), never the engine runs. Their params are the settings the analysis reads.
+ANALYSIS_SETTINGS = {
+    "warmup_s": config["experiments"]["warmup_s"],
+    "criterion": {k: config["search"][k] for k in (
+        "latency_bound_ms", "lag_slope_max_fraction", "final_lag_max_s", "rate_tolerance")},
+}
 
 
 rule summarize_run:
@@ -13,7 +18,7 @@ rule summarize_run:
         windows=f"{SUMMARY}/windows/{{run_id}}.csv",
         series=f"{SUMMARY}/series/{{run_id}}.csv",
     params:
-        analysis={"warmup_s": config["experiments"]["warmup_s"], "search": config["search"]},
+        analysis=ANALYSIS_SETTINGS,
     log:
         f"{LOGS}/summarize/{{run_id}}.log",
     shell:
@@ -30,7 +35,7 @@ rule summarize_search:
         f"{SUMMARY}/search/{{search_id}}.json",
     params:
         trials=lambda w: f"{SEARCH}/{w.search_id}/trials",
-        analysis={"warmup_s": config["experiments"]["warmup_s"], "search": config["search"]},
+        analysis=ANALYSIS_SETTINGS,
     log:
         f"{LOGS}/summarize/search-{{search_id}}.log",
     shell:
