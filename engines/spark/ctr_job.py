@@ -205,6 +205,10 @@ def session_conf(cfg: JobConfig, paths: JobPaths) -> dict[str, str]:
         # (engines.spark.late_audit) replays them. The default (100) would purge them.
         "spark.sql.streaming.minBatchesToRetain": "100000",
         "spark.local.dir": str(paths.scratch),
+        # Two queries share the task slots: FIFO would let a dead-letter batch (every
+        # dead_letter_trigger_ms, as many records as the CTR query reads) take both cores
+        # and hold back CTR batches; FAIR gives each query's pool an equal share.
+        "spark.scheduler.mode": "FAIR",
     }
 
 
@@ -443,7 +447,12 @@ def run(cfg: JobConfig, paths: JobPaths) -> int:
     recorder = ProgressRecorder(paths.progress_csv, paths.status)
     spark.streams.addListener(recorder)
     job = build(spark, cfg, paths)
-    queries = {"ctr": job.ctr.start(), "dead_letter": job.dead_letter.start()}
+    queries = {}
+    for name, writer in (("ctr", job.ctr), ("dead_letter", job.dead_letter)):
+        # The query's thread inherits the pool (Structured Streaming guide, scheduler pools).
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", name)
+        queries[name] = writer.start()
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
     started_s = time.monotonic() - t0
     # Ready once every query finished a first batch: on a fresh topic Spark runs batch 0
     # at once, and it carries the one-off costs (code generation, JIT, Kafka clients;
