@@ -2,7 +2,11 @@
 # One target per figure: figures/<profile>/<name>.png (and .pdf), drawn by
 # sdsbench/plots/<name>.py from summary files only (never from raw runs).
 
-FIGURE_INPUTS = figure_inputs(SUMMARY, RUNS, GROUPS, SEARCHES)
+GENERATOR_BENCH = (
+    f"data/{PROFILE}/bench/generator" if config["experiments"]["generator_bench"]["enabled"]
+    else None
+)
+FIGURE_INPUTS = figure_inputs(SUMMARY, RUNS, GROUPS, SEARCHES, GENERATOR_BENCH)
 FIGURE_NAMES = sorted(FIGURE_INPUTS)
 FIGURE_FILES = [f"{FIGURES}/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")]
 

@@ -15,6 +15,7 @@ rule paper:
         figures=FIGURE_FILES,
         runs=RUN_SUMMARIES,
         searches=SEARCH_SUMMARIES,
+        bench=[GENERATOR_BENCH] if GENERATOR_BENCH else [],
         templates=[f"{TEMPLATES}/{t}.j2" for t in ("body", "paper.md", "paper.tex")],
         code=[f"{LIBRARY}/{m}.py" for m in (
             "analysis/paper_context", "analysis/paper_format", "analysis/tables",

@@ -47,3 +47,23 @@ rule search_throughput:
     shell:
         "{PY} {SCRIPTS}/search_throughput.py {CONFIG_ARGS} --search-id {wildcards.search_id}"
         " --trials {params.trials} --out {output} > {log} 2>&1"
+
+
+rule bench_generator:
+    # The generator's own benchmark into a private broker it starts and stops itself. Its
+    # --config takes one file: the base config (the profiles do not change the workload).
+    output:
+        directory(f"data/{PROFILE}/bench/generator"),
+    params:
+        bench=config["experiments"]["generator_bench"],
+        base_config=lambda w: CONFIG_FILES[0],
+        processes=" ".join(str(p) for p in config["experiments"]["generator_bench"]["processes"]),
+        compression=" ".join(config["experiments"]["generator_bench"]["compression"]),
+    log:
+        f"{LOGS}/bench/generator.log",
+    resources:
+        bench_slot=1,
+    shell:
+        "{PY} {SCRIPTS}/bench_generator.py --config {params.base_config} --out {output}"
+        " --processes {params.processes} --compression {params.compression}"
+        " --trial-s {params.bench[trial_s]} > {log} 2>&1"

@@ -22,6 +22,8 @@ from sdsbench.analysis.tables import load_run_summaries, load_searches
 # Targets the project set itself (issues 5 and 6): t_h on this 2-core machine with
 # generator and broker on the same machine. The paper reports whether they were met.
 TH_TARGETS_EPS: dict[str, float] = {"flink": 100_000.0, "spark": 50_000.0}
+# Issue 2: one generator process sustains at least this rate into the broker.
+GENERATOR_TARGET_EPS = 200_000.0
 
 
 def _clean(value: Any) -> Any:
@@ -204,10 +206,12 @@ def build_context(
     figures = []
     import importlib
 
-    for name in sorted(p.stem for p in (Path(plot_common.__file__).parent).glob("*.py")):
+    bench_dir = summary_dir.parent / "bench" / "generator"
+    bench_on = bool(config["experiments"]["generator_bench"]["enabled"])
+    names = plot_common.figure_inputs(str(summary_dir), runs, groups, searches(config),
+                                      str(bench_dir) if bench_on else None)
+    for name in sorted(names):
         module = importlib.import_module(f"sdsbench.plots.{name}")
-        if not hasattr(module, "CAPTION") or not hasattr(module, "draw"):
-            continue
         png = figures_dir / f"{name}.png"
         figures.append({"name": name, "caption": module.CAPTION,
                         "png": os.path.relpath(png, out_dir),
@@ -229,6 +233,15 @@ def build_context(
         targets.append({"pipeline": pipeline, "target_eps": target, "t_h_eps": value,
                         "met": value is not None and value >= target})
     at_threshold = [r for r in rows if r["run_id"] in groups.get("at_threshold", [])]
+    generator_bench = None
+    if bench_on and (bench_dir / "sustained.csv").exists():
+        sustained = pd.read_csv(bench_dir / "sustained.csv")
+        one = sustained[sustained["processes"] == 1]
+        generator_bench = {
+            "rows": _records(sustained),
+            "one_process_eps": float(one["sustained_eps"].max()) if len(one) else None,
+            "target_eps": GENERATOR_TARGET_EPS,
+        }
     return {
         "profile": config["profile"],
         "config": config,
@@ -257,4 +270,5 @@ def build_context(
         "figure": {f["name"]: f for f in figures},
         "criterion": config["search"],
         "label": plot_common.label,
+        "generator_bench": generator_bench,
     }

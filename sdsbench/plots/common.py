@@ -144,9 +144,10 @@ def save(fig: Figure, png: str | Path, pdf: str | Path | None = None) -> None:
 
 def figure_inputs(
     summary: str, runs: dict[str, dict[str, Any]], groups: dict[str, list[str]],
-    searches: dict[str, dict[str, Any]],
+    searches: dict[str, dict[str, Any]], generator_bench: str | None = None,
 ) -> dict[str, list[str]]:
-    """The summary files each figure reads (the workflow's inputs of each figure rule)."""
+    """The summary files each figure reads (the workflow's inputs of each figure rule).
+    ``generator_bench``: the benchmark's output directory, when the profile runs it."""
 
     def run_files(run_ids: list[str]) -> list[str]:
         return [f"{summary}/{kind}/{r}.{ext}" for r in run_ids
@@ -172,4 +173,4 @@ def figure_inputs(
         "parallelism": [runs_table],
         "watermark_delay": [runs_table],
         "e2e_latency_all": [runs_table, *search_files],
-    }
+    } | ({"generator_benchmark": [generator_bench]} if generator_bench else {})
