@@ -110,6 +110,13 @@ def empty_figure(message: str) -> Figure:
     return fig
 
 
+def steady_windows(windows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Windows counted in the latency statistics (``steady``, see
+    sdsbench.analysis.latency) that have a value in ``column``."""
+    chosen = windows[windows["steady"].astype(bool)] if "steady" in windows else windows
+    return chosen.dropna(subset=[column])
+
+
 def series_of(series: pd.DataFrame, metric: str) -> pd.DataFrame:
     part = series[series["metric"] == metric]
     return part[["time_ms", "value"]].sort_values("time_ms")

@@ -12,6 +12,7 @@ from sdsbench.plots.common import (
     label,
     panel_grid,
     series_of,
+    steady_windows,
 )
 
 CAPTION = (
@@ -20,6 +21,8 @@ CAPTION = (
     "insertion to the end of the query that returned it (mean over campaigns); dashed: "
     "wall time of the window query. Grey, right axis: consumer lag (A2), or how far the "
     "producer ran behind its schedule (A1, where producer and database are coupled)."
+    " Only windows that end while input flows are shown (those the latency statistics"
+    " count)."
 )
 
 
@@ -31,7 +34,7 @@ def draw(ctx: FigureContext) -> Figure:
     fig, axes = panel_grid(len(run_ids))
     for ax, run_id in zip(axes, run_ids, strict=True):
         s = ctx.summary(run_id)
-        w = ctx.windows(run_id).dropna(subset=["latency_from_last_insertion_ms"])
+        w = steady_windows(ctx.windows(run_id), "latency_from_last_insertion_ms")
         start = s["generator_start_ms"]
         pipeline = s["pipeline"]
         per_window = w.groupby("window_end_ms", as_index=False).mean(numeric_only=True)

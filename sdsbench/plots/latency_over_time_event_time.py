@@ -11,6 +11,7 @@ from sdsbench.plots.common import (
     label,
     panel_grid,
     series_of,
+    steady_windows,
 )
 
 CAPTION = (
@@ -18,6 +19,8 @@ CAPTION = (
     "x = window end in seconds since the generator started). Solid: latency from window "
     "end minus the configured watermark delay; dashed: latency from the window's last "
     "insertion. Grey, right axis: consumer lag."
+    " Only windows that end while input flows are shown (those the latency statistics"
+    " count)."
 )
 
 
@@ -28,7 +31,7 @@ def draw(ctx: FigureContext) -> Figure:
     fig, axes = panel_grid(len(run_ids))
     for ax, run_id in zip(axes, run_ids, strict=True):
         s = ctx.summary(run_id)
-        w = ctx.windows(run_id).dropna(subset=["latency_above_delay_ms"])
+        w = steady_windows(ctx.windows(run_id), "latency_above_delay_ms")
         start = s["generator_start_ms"]
         pipeline = s["pipeline"]
         per_window = w.groupby("window_end_ms", as_index=False).mean(numeric_only=True)

@@ -12,6 +12,7 @@ from sdsbench.plots.common import (
     panel_grid,
     series_of,
     shade_mmpp_high,
+    steady_windows,
 )
 
 CAPTION = (
@@ -19,6 +20,8 @@ CAPTION = (
     "run). Shaded: the MMPP high-rate state (from generator/mmpp_states.csv). Dots: per "
     "window and campaign, latency from window end minus the configured watermark delay; "
     "grey, right axis: events sent per second."
+    " Only windows that end while input flows are shown (those the latency statistics"
+    " count)."
 )
 
 
@@ -33,7 +36,7 @@ def draw(ctx: FigureContext) -> Figure:
         start, end = s["generator_start_ms"], s["generator_end_ms"]
         pipeline = s["pipeline"]
         shade_mmpp_high(ax, series, start, end)
-        w = ctx.windows(run_id).dropna(subset=["latency_above_delay_ms"])
+        w = steady_windows(ctx.windows(run_id), "latency_above_delay_ms")
         ax.plot((w["window_end_ms"] - start) / 1000, w["latency_above_delay_ms"], "o", ms=3,
                 color=color(pipeline))
         sent = series_of(series, "sent_eps")
