@@ -44,7 +44,7 @@ def _job_dict(**override: Any) -> dict[str, Any]:
         "master": "local[2]", "driver_memory": "2g", "trigger_ms": 1000,
         "dead_letter_trigger_ms": 5000, "watermark_delay_ms": 0, "output_mode": "append",
         "shuffle_partitions": 2, "max_offsets_per_trigger": None,
-        "campaign_lookup": "broadcast_join",
+        "campaign_lookup": "broadcast_join", "warmup_events": 0,
     }
     return base | override
 
@@ -200,7 +200,7 @@ def test_spark_run_matches_truth_minus_watermark_drops(services: Any, tmp_path: 
     # Batches of at most 3 s of input: the watermark trails by a few seconds, less than
     # the disorder, whether Spark keeps up or not (a busy machine makes batches slow).
     params = {"watermark_delay_ms": 0, "trigger_ms": 500, "max_offsets_per_trigger": 6000,
-              "keep_topics": True}
+              "keep_topics": True, "warmup_events": 0}
     run_id = f"t-spark-{uuid.uuid4().hex[:6]}"
     spec = make_spec(config, "spark", "constant", 2000, params=params, run_id=run_id,
                      duration_s=20)
