@@ -44,7 +44,7 @@ def _job_dict(**override: Any) -> dict[str, Any]:
         "master": "local[2]", "driver_memory": "2g", "trigger_ms": 1000,
         "dead_letter_trigger_ms": 5000, "watermark_delay_ms": 0, "output_mode": "append",
         "shuffle_partitions": 2, "max_offsets_per_trigger": None,
-        "campaign_lookup": "broadcast_join", "warmup_events": 0,
+        "campaign_lookup": "broadcast_join", "warmup_events": 0, "extra_conf": {},
     }
     return base | override
 
@@ -57,6 +57,8 @@ def test_job_config_names_the_bad_key() -> None:
         JobConfig.from_dict(_job_dict(extra=1))
     with pytest.raises(ValueError, match="max_offsets_per_trigger"):
         JobConfig.from_dict(_job_dict(max_offsets_per_trigger=0))
+    with pytest.raises(ValueError, match="extra_conf"):
+        JobConfig.from_dict(_job_dict(extra_conf={"spark.x": 1}))
     with pytest.raises(ValueError, match="jars"):
         JobConfig.from_dict(_job_dict(jars=["/nonexistent/x.jar"]))
 

@@ -77,6 +77,7 @@ class JobConfig:
     max_offsets_per_trigger: int | None
     campaign_lookup: str
     warmup_events: int
+    extra_conf: dict[str, str]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobConfig:
@@ -102,6 +103,11 @@ class JobConfig:
             raise ValueError(f"spark job config key output_mode: one of {OUTPUT_MODES}")
         if data["campaign_lookup"] not in CAMPAIGN_LOOKUPS:
             raise ValueError(f"spark job config key campaign_lookup: one of {CAMPAIGN_LOOKUPS}")
+        extra = data["extra_conf"]
+        if not isinstance(extra, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
+        ):
+            raise ValueError("spark job config key extra_conf: a mapping of strings to strings")
         for jar in data["jars"]:
             if not Path(jar).is_file():
                 raise ValueError(f"spark job config key jars: {jar} does not exist")
@@ -211,6 +217,8 @@ def session_conf(cfg: JobConfig, paths: JobPaths) -> dict[str, str]:
         # dead_letter_trigger_ms, as many records as the CTR query reads) take both cores
         # and hold back CTR batches; FAIR gives each query's pool an equal share.
         "spark.scheduler.mode": "FAIR",
+        # Anything else, e.g. a profiler's -XX options in spark.driver.extraJavaOptions.
+        **cfg.extra_conf,
     }
 
 

@@ -57,6 +57,7 @@ PARAM_KEYS = (
     "master", "driver_memory", "trigger_ms", "dead_letter_trigger_ms", "watermark_delay_ms",
     "output_mode", "shuffle_partitions", "max_offsets_per_trigger", "campaign_lookup",
     "late_audit", "startup_timeout_s", "stop_timeout_s", "keep_topics", "warmup_events",
+    "extra_conf",
 )
 DEAD_LETTER_COLUMNS = ("reason", "partition", "offset", "kafka_time_ms", "raw")
 WATERMARK_COLUMNS = ("time_ms", "watermark_ms", "batch_id")
@@ -102,7 +103,7 @@ def job_config(
         **{k: params[k] for k in (
             "master", "driver_memory", "trigger_ms", "dead_letter_trigger_ms",
             "watermark_delay_ms", "output_mode", "shuffle_partitions",
-            "max_offsets_per_trigger", "campaign_lookup", "warmup_events")},
+            "max_offsets_per_trigger", "campaign_lookup", "warmup_events", "extra_conf")},
     })
 
 
