@@ -538,7 +538,7 @@ def run(cfg: JobConfig, paths: JobPaths) -> int:
                 failed[name] = str(error) if error is not None else "stopped"
         if failed:
             break
-        time.sleep(0.5)
+        time.sleep(1.0)  # each check is a py4j call into the JVM: keep them rare
     log.info("stopping (%s)", stop.reason or ("query ended" if failed else "stop file"))
     final = {name: q.lastProgress for name, q in queries.items()}
     for query in queries.values():
