@@ -282,7 +282,7 @@ def reject_reason(raw: Column) -> Column:
     "Now" for the absurd-timestamp check is the record's Kafka timestamp (the producer's
     send time), not the batch clock, so both queries and a replay after a restart classify
     a record identically. Known difference from the Python validator: Spark's JSON reader
-    takes a non-string JSON value in a string field as its text (Flink's does the same),
+    takes a non-string JSON value in a string field as its text,
     accepts trailing text after a complete object, and rejects integers beyond 64 bits as
     bad_type (Python: absurd_timestamp).
     """
