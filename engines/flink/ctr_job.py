@@ -1,0 +1,703 @@
+"""The CTR query on Apache Flink SQL (A4f).
+
+Asks, per campaign and per 10 s event-time window: views, clicks, CTR = clicks / views
+(null when views = 0) and the min/max insertion time of the window's events. The output
+record is the shared one (``sdsbench.contract.OUTPUT_FIELDS``, pipeline "flink"); its
+event time is the window end (``window_end_ms``; the output topic stamps each record with
+the broker's append time, so the Kafka record timestamp is not the event time).
+
+Differences from YSB: YSB counts views only and keeps the ad -> campaign map in Redis;
+here all valid events are grouped (a window of a campaign with only purchases is emitted
+with views = 0, ctr = null), the map is the contract's fixed catalog compiled into the
+query (``CASE WHEN ad_id IN (...100 literals...)``, which Flink evaluates with a hash set:
+no join, no state), and malformed input is set aside instead of failing the job.
+
+One Flink job (a statement set of three or four INSERTs, planned together so the Kafka
+source is read once by the JSON path):
+
+- ``ctr``: Kafka (JSON) -> classify -> valid events -> 10 s tumbling event-time windows
+  (window TVF) per campaign -> output topic. Event time ``ts`` is a computed column from
+  ``event_time_ns``; the watermark is declared in the source DDL (``WATERMARK FOR ts AS
+  ts - delay``: bounded out-of-orderness), generated per Kafka partition inside the
+  source and combined as the minimum; a partition silent for ``idle_timeout_ms`` stops
+  holding it back (``table.exec.source.idle-timeout``). Events whose event time is not
+  plausible (``contract.MAX_FUTURE_SKEW_MS`` after the record's Kafka timestamp, or <= 0)
+  get ``ts`` = epoch 0 so they never move the watermark; they are dead-lettered.
+- ``late``: every valid event whose window the watermark has already closed when the
+  event arrives (``window_end - 1 + allowed_lateness <= CURRENT_WATERMARK(ts)``: the rule
+  Flink's window operators drop by) -> the run's late topic, one record per event, so the
+  analysis can account for them (``metrics/late.csv``). Exact at parallelism 1; at higher
+  parallelism the window operator's watermark (the minimum over its input channels) can
+  trail the one this filter sees, so the count is an upper bound of the events dropped.
+- ``dead_letter``: records the JSON path parsed but rejected, with the contract's reason
+  (``contract.REJECT_REASONS``) -> the run's dead-letter topic.
+- ``not_json``: a second source reads the same topic as raw text and dead-letters every
+  record that is not a JSON object (the JSON format skips those silently).
+
+Allowed lateness. The window TVF has none. With ``allowed_lateness_ms > 0`` the job uses
+the legacy group window (``GROUP BY TUMBLE(ts, ...)``) with ``table.exec.emit.allow-
+lateness`` and late firing on every late element: a window is emitted when the watermark
+passes its end and re-emitted (an update, upsert-kafka keyed by campaign and window) for
+each late event accepted within the allowed lateness; readers keep the last record per
+window. Events later than that are dropped and reported on the late topic.
+
+Rejected-record reasons deviate from ``contract.validate_event`` where Flink's JSON format
+decides before the query sees the record: a value it cannot convert to the column type
+(``"abc"`` or ``true`` for a BIGINT) becomes NULL and is reported as ``missing_field``,
+not ``bad_type``; a number in a string field is read as its text, and a numeric string or
+a fraction in a BIGINT field is converted (``"123"`` -> 123, ``1.5`` -> 1). "Now" for
+``absurd_timestamp`` is the record's Kafka timestamp (deterministic, as the Spark job).
+
+Run as ``python -m engines.flink.ctr_job --config JOB.json --run-dir DIR`` (the file is
+written by ``engines.flink.pipeline``: broker, topics, jars, the ``flink:`` settings; JSON
+or YAML). The job never times itself: the driver samples Flink's REST API
+(``engines.flink.metrics``) and the runner samples CPU and memory from outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdsbench import contract
+from sdsbench.rundir import write_json_atomic
+
+if TYPE_CHECKING:
+    from pyflink.table import StatementSet, TableEnvironment
+
+log = logging.getLogger("sdsbench.flink.job")
+
+PIPELINE_NAME = "flink"
+DELIVERY_GUARANTEES = ("at-least-once", "exactly-once")
+STATE_BACKENDS = ("hashmap", "rocksdb")
+# Dead-letter records: the Spark job's columns plus ``count`` (1 per record; an
+# unknown-ad record stands for all events of one ad in one window).
+REJECT_COLUMNS = ("reason", "count", "partition", "offset", "kafka_time_ms", "raw")
+# Late-event records (one per late event): what the late topic holds.
+LATE_SCHEMA: tuple[tuple[str, str], ...] = (
+    ("ad_id", "string"),
+    ("window_start_ms", "long"),
+    ("event_type", "string"),
+    ("event_time_ms", "long"),
+    ("watermark_ms", "long"),  # the watermark the event met (CURRENT_WATERMARK)
+    ("verdict", "string"),  # dropped | accepted (within allowed lateness: window re-emitted)
+    ("partition", "long"),
+    ("offset", "long"),
+)
+LATE_VERDICTS = ("dropped", "accepted")
+MAX_INTERVAL_MS = 999_999  # SQL intervals are SECOND(3): Flink accepts a leading precision of 3
+
+
+def late_topic(run_id: str) -> str:
+    """The run's late-event topic (Flink only; created and deleted by the driver)."""
+    return f"flink-late-{run_id}"
+
+
+# ------------------------------------------------------------------ configuration
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything the job needs; ``engines.flink.pipeline.job_config`` builds it."""
+
+    run_id: str
+    bootstrap: str
+    input_topic: str
+    output_topic: str
+    dead_letter_topic: str
+    late_topic: str
+    group_id: str  # consumer group of the JSON source (offsets committed on checkpoints)
+    campaigns: int
+    ads_per_campaign: int
+    jars: tuple[str, ...]
+    parallelism: int
+    watermark_delay_ms: int
+    idle_timeout_ms: int | None
+    allowed_lateness_ms: int
+    watermark_interval_ms: int
+    checkpoint_interval_ms: int
+    state_backend: str
+    delivery_guarantee: str
+    jobmanager_address: str | None  # host:port of a remote cluster's REST; None: local
+    rest_port: int  # REST port of the local mini-cluster (ignored for a remote cluster)
+    checkpoint_dir: str
+    not_json_dead_letters: bool  # read the topic a second time, as text (see module doc)
+    flink_options: dict[str, str] = field(default_factory=dict)  # extra Flink settings
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobConfig:
+        """Validate a job config; the error names the bad key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"flink job config: unknown keys {unknown}")
+        missing = sorted(known - set(data) - {"flink_options"})
+        if missing:
+            raise ValueError(f"flink job config: missing keys {missing}")
+        for key in ("campaigns", "ads_per_campaign", "parallelism", "watermark_interval_ms",
+                    "checkpoint_interval_ms", "rest_port"):
+            if not isinstance(data[key], int) or data[key] < 1:
+                raise ValueError(f"flink job config key {key}: must be an integer >= 1")
+        for key in ("watermark_delay_ms", "allowed_lateness_ms"):
+            if not isinstance(data[key], int) or not 0 <= data[key] <= MAX_INTERVAL_MS:
+                raise ValueError(f"flink job config key {key}: an integer within "
+                                 f"[0, {MAX_INTERVAL_MS}]")
+        if not isinstance(data["not_json_dead_letters"], bool):
+            raise ValueError("flink job config key not_json_dead_letters: must be a boolean")
+        idle = data["idle_timeout_ms"]
+        if idle is not None and (not isinstance(idle, int) or idle < 1):
+            raise ValueError("flink job config key idle_timeout_ms: integer >= 1 or null")
+        if data["state_backend"] not in STATE_BACKENDS:
+            raise ValueError(f"flink job config key state_backend: one of {STATE_BACKENDS}")
+        if data["delivery_guarantee"] not in DELIVERY_GUARANTEES:
+            raise ValueError(
+                f"flink job config key delivery_guarantee: one of {DELIVERY_GUARANTEES}")
+        for jar in data["jars"]:
+            if not Path(jar).is_file():
+                raise ValueError(f"flink job config key jars: {jar} does not exist")
+        options = {str(k): str(v) for k, v in (data.get("flink_options") or {}).items()}
+        return cls(**{**data, "jars": tuple(data["jars"]), "flink_options": options})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"jars": list(self.jars)}
+
+    @property
+    def rest_url(self) -> str:
+        if self.jobmanager_address:
+            return f"http://{self.jobmanager_address}"
+        return f"http://127.0.0.1:{self.rest_port}"
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """Where the job and its driver keep files inside the run directory."""
+
+    run_dir: Path
+
+    @property
+    def flink_dir(self) -> Path:
+        return self.run_dir / "flink"
+
+    @property
+    def job_config(self) -> Path:
+        return self.flink_dir / "job_config.json"
+
+    @property
+    def log(self) -> Path:
+        return self.flink_dir / "job.log"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.flink_dir / "logs"  # the Flink JVM's own log4j files
+
+    @property
+    def plan(self) -> Path:
+        return self.flink_dir / "plan.txt"  # EXPLAIN of the statement set
+
+    @property
+    def ready(self) -> Path:
+        return self.flink_dir / "ready.json"
+
+    @property
+    def stop_request(self) -> Path:
+        return self.flink_dir / "STOP"
+
+
+# ------------------------------------------------------------------ schema translation
+FLINK_TYPES = {"string": "STRING", "long": "BIGINT", "double": "DOUBLE"}
+
+
+def flink_type(kind: str) -> str:
+    """The Flink SQL type of a contract logical type (the one translation from the contract)."""
+    if kind not in FLINK_TYPES:
+        raise ValueError(f"no Flink type for contract type {kind!r}")
+    return FLINK_TYPES[kind]
+
+
+def quote(name: str) -> str:
+    """A quoted Flink SQL identifier (``views``, ``offset`` are reserved words)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def column_list(schema: tuple[tuple[str, str], ...]) -> str:
+    return ",\n  ".join(f"{quote(name)} {flink_type(kind)}" for name, kind in schema)
+
+
+def interval_ms(ms: int) -> str:
+    """A day-time interval literal of ``ms`` milliseconds (below 1000 s)."""
+    if not 0 <= ms <= MAX_INTERVAL_MS:
+        raise ValueError(f"interval of {ms} ms: must be within [0, {MAX_INTERVAL_MS}]")
+    return f"INTERVAL '{ms / 1000:.3f}' SECOND(3)"
+
+
+def epoch_ms(expr: str) -> str:
+    """Epoch milliseconds of a TIMESTAMP / TIMESTAMP_LTZ (session time zone is UTC).
+    Flink has no direct function; a single CURRENT_TIMESTAMP is evaluated once per record,
+    so the two EXTRACTs below see the same instant."""
+    return f"(EXTRACT(EPOCH FROM {expr}) * 1000 + EXTRACT(MILLISECOND FROM {expr}))"
+
+
+def plausible_time(event_time_ns: str, kafka_time: str) -> str:
+    """``contract.is_plausible_event_time`` with the record's Kafka timestamp as now."""
+    skew = interval_ms(contract.MAX_FUTURE_SKEW_MS)
+    return (f"({event_time_ns} > 0 AND TO_TIMESTAMP_LTZ({event_time_ns} / 1000000, 3)"
+            f" <= {kafka_time} + {skew})")
+
+
+# ------------------------------------------------------------------ statements
+def _kafka_source_options(cfg: JobConfig, group_id: str) -> list[str]:
+    return [
+        "'connector' = 'kafka'",
+        f"'topic' = {literal(cfg.input_topic)}",
+        f"'properties.bootstrap.servers' = {literal(cfg.bootstrap)}",
+        f"'properties.group.id' = {literal(group_id)}",
+        # The topic is per run and the job starts before the generator: read all of it.
+        "'scan.startup.mode' = 'earliest-offset'",
+    ]
+
+
+def _kafka_sink_options(cfg: JobConfig, topic: str, name: str) -> list[str]:
+    options = [
+        "'connector' = 'kafka'",
+        f"'topic' = {literal(topic)}",
+        f"'properties.bootstrap.servers' = {literal(cfg.bootstrap)}",
+        "'format' = 'json'",
+        f"'sink.delivery-guarantee' = {literal(cfg.delivery_guarantee)}",
+    ]
+    if cfg.delivery_guarantee == "exactly-once":
+        options += [f"'sink.transactional-id-prefix' = {literal(f'{cfg.run_id}-{name}')}",
+                    # above the checkpoint interval, below the broker's max (15 min)
+                    f"'properties.transaction.timeout.ms' = "
+                    f"'{max(60_000, 10 * cfg.checkpoint_interval_ms)}'"]
+    return options
+
+
+def _with(options: list[str]) -> str:
+    return "WITH (\n  " + ",\n  ".join(options) + "\n)"
+
+
+def source_ddl(cfg: JobConfig) -> str:
+    """The input topic as JSON: the contract's fields, Kafka metadata, event time and
+    the watermark (bounded out-of-orderness)."""
+    time_ok = plausible_time(quote("event_time_ns"), quote("kafka_time"))
+    ts = (f"CASE WHEN {time_ok} THEN TO_TIMESTAMP_LTZ({quote('event_time_ns')} / 1000000, 3)"
+          f" ELSE TO_TIMESTAMP_LTZ(0, 3) END")
+    options = _kafka_source_options(cfg, cfg.group_id) + [
+        "'format' = 'json'",
+        # A record that is not JSON is skipped (the raw source dead-letters it); a field
+        # that cannot be converted becomes NULL and the query rejects the record.
+        "'json.ignore-parse-errors' = 'true'",
+        "'json.fail-on-missing-field' = 'false'",
+    ]
+    return (
+        f"CREATE TEMPORARY TABLE `events` (\n  {column_list(contract.EVENT_SCHEMA)},\n"
+        "  `kafka_partition` INT METADATA FROM 'partition' VIRTUAL,\n"
+        "  `kafka_offset` BIGINT METADATA FROM 'offset' VIRTUAL,\n"
+        "  `kafka_time` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,\n"
+        f"  `ts` AS {ts},\n"
+        f"  WATERMARK FOR `ts` AS `ts` - {interval_ms(cfg.watermark_delay_ms)}\n"
+        f") {_with(options)}"
+    )
+
+
+def raw_source_ddl(cfg: JobConfig) -> str:
+    """The input topic as text, to dead-letter records that are not JSON objects.
+    Its own consumer group: the lag is measured on the JSON source's group."""
+    options = _kafka_source_options(cfg, cfg.group_id + "-raw") + ["'format' = 'raw'"]
+    return (
+        "CREATE TEMPORARY TABLE `raw_events` (\n  `line` STRING,\n"
+        "  `kafka_partition` INT METADATA FROM 'partition' VIRTUAL,\n"
+        "  `kafka_offset` BIGINT METADATA FROM 'offset' VIRTUAL,\n"
+        "  `kafka_time` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL\n"
+        f") {_with(options)}"
+    )
+
+
+def reject_reason() -> str:
+    """The first failing per-record check, in ``contract.validate_event``'s order; NULL when
+    the record passes. ``unknown_ad`` is decided per ad after the first aggregation
+    (see ``ad_campaign``), so a record with an unknown ad and an absurd time is reported
+    as ``absurd_timestamp``."""
+    any_null = " OR ".join(f"{quote(name)} IS NULL" for name in contract.EVENT_FIELDS)
+    types = ", ".join(literal(t) for t in contract.EVENT_TYPES)
+    time_ok = plausible_time(quote("event_time_ns"), quote("kafka_time"))
+    return (
+        f"CASE WHEN {any_null} THEN 'missing_field'"
+        f" WHEN {quote('event_type')} NOT IN ({types}) THEN 'bad_event_type'"
+        f" WHEN NOT {time_ok} THEN 'absurd_timestamp' END"
+    )
+
+
+def classified_view() -> str:
+    """Every JSON record with its reject reason (NULL: passes the per-record checks)."""
+    return (
+        "CREATE TEMPORARY VIEW `classified` AS SELECT *, "
+        f"{reject_reason()} AS `reject_reason` FROM `events`"
+    )
+
+
+def checked_view() -> str:
+    """Records that pass the per-record checks, with their window's start in ms."""
+    window = contract.WINDOW_MS
+    event_ms = f"({quote('event_time_ns')} / 1000000)"
+    return (
+        "CREATE TEMPORARY VIEW `checked_events` AS SELECT "
+        "`ad_id`, `event_type`, `insertion_time_ms`, `ts`, `kafka_partition`, `kafka_offset`, "
+        f"{event_ms} AS `event_time_ms`, "
+        f"{event_ms} - MOD({event_ms}, {window}) AS `window_start_ms` "
+        "FROM `classified` WHERE `reject_reason` IS NULL"
+    )
+
+
+def ad_campaign(catalog: contract.AdCatalog, column: str = "ad_id") -> str:
+    """The campaign of an ad (NULL: unknown ad), as the position of ``,<ad>,`` in one
+    string literal of all ad ids: ``(position - 1) / width`` is the ad's index.
+
+    Why not ``CASE WHEN ad_id IN (...)``: Calcite's simplifier needs minutes to plan a
+    CASE or NOT IN over 1000 string literals (measured: 118-272 s), a MAP literal as
+    long; this literal plans in well under a second. The search is linear in the
+    catalog, so it runs once per (ad, window) after the first aggregation, not per
+    event. Ad ids have one length and no comma, so a match is always a whole entry."""
+    widths = {len(a) for a in catalog.ad_ids}
+    if len(widths) != 1 or any("," in a for a in catalog.ad_ids):
+        raise ValueError("ad ids must have one length and contain no comma")
+    width = widths.pop() + 1
+    table = literal("," + ",".join(catalog.ad_ids) + ",")
+    found = f"POSITION(CONCAT(',', {quote(column)}, ',') IN {table})"
+    return (f"CASE WHEN CHAR_LENGTH({quote(column)}) = {width - 1} AND {found} > 0 "
+            f"THEN CAST(({found} - 1) / {width} / {catalog.ads_per_campaign} AS BIGINT) END")
+
+
+AD_AGGREGATES = (
+    "COUNT(*) FILTER (WHERE `event_type` = 'view') AS `views`, "
+    "COUNT(*) FILTER (WHERE `event_type` = 'click') AS `clicks`, "
+    "COUNT(*) AS `events`, "
+    "MIN(`insertion_time_ms`) AS `min_insertion_ms`, "
+    "MAX(`insertion_time_ms`) AS `max_insertion_ms`"
+)
+
+
+def ad_windows_view(cfg: JobConfig) -> str:
+    """First aggregation: per ad and 10 s event-time window (the only per-event state).
+    Window TVF without allowed lateness; the legacy group window with it."""
+    window = interval_ms(contract.WINDOW_MS)
+    if cfg.allowed_lateness_ms > 0:
+        body = (
+            f"SELECT `ad_id`, TUMBLE_START(`ts`, {window}) AS `ad_window_start`, "
+            f"TUMBLE_END(`ts`, {window}) AS `ad_window_end`, {AD_AGGREGATES} "
+            f"FROM `checked_events` GROUP BY `ad_id`, TUMBLE(`ts`, {window})"
+        )
+    else:
+        body = (
+            "SELECT `ad_id`, `window_start` AS `ad_window_start`, `window_end` AS `ad_window_end`,"
+            f" `window_time` AS `ad_window_time`, {AD_AGGREGATES} "
+            f"FROM TABLE(TUMBLE(TABLE `checked_events`, DESCRIPTOR(`ts`), {window})) "
+            "GROUP BY `ad_id`, `window_start`, `window_end`, `window_time`"
+        )
+    return f"CREATE TEMPORARY VIEW `ad_windows` AS {body}"
+
+
+def mapped_view(catalog: contract.AdCatalog) -> str:
+    """Each (ad, window) row with its campaign (NULL: unknown ad)."""
+    return (f"CREATE TEMPORARY VIEW `ad_windows_mapped` AS SELECT *, "
+            f"{ad_campaign(catalog)} AS `campaign_id` FROM `ad_windows`")
+
+
+def known_view() -> str:
+    return ("CREATE TEMPORARY VIEW `ad_windows_known` AS SELECT * FROM `ad_windows_mapped` "
+            "WHERE `campaign_id` IS NOT NULL")
+
+
+def sink_ddl(cfg: JobConfig) -> str:
+    """The output topic: exactly the contract's record fields, as JSON."""
+    if cfg.allowed_lateness_ms > 0:
+        # Late firings update a window: upsert by (campaign, window start).
+        options = [
+            "'connector' = 'upsert-kafka'",
+            f"'topic' = {literal(cfg.output_topic)}",
+            f"'properties.bootstrap.servers' = {literal(cfg.bootstrap)}",
+            "'key.format' = 'json'",
+            "'value.format' = 'json'",
+            f"'sink.delivery-guarantee' = {literal(cfg.delivery_guarantee)}",
+        ]
+        if cfg.delivery_guarantee == "exactly-once":
+            options.append(f"'sink.transactional-id-prefix' = {literal(cfg.run_id + '-ctr')}")
+        key = ",\n  PRIMARY KEY (`campaign_id`, `window_start_ms`) NOT ENFORCED"
+    else:
+        options = _kafka_sink_options(cfg, cfg.output_topic, "ctr")
+        key = ""
+    return (f"CREATE TEMPORARY TABLE `ctr_out` (\n  {column_list(contract.OUTPUT_SCHEMA)}"
+            f"{key}\n) {_with(options)}")
+
+
+def dead_letter_sink_ddl(cfg: JobConfig) -> str:
+    schema = (("reason", "string"), ("count", "long"), ("partition", "long"),
+              ("offset", "long"), ("kafka_time_ms", "long"), ("raw", "string"))
+    assert tuple(n for n, _ in schema) == REJECT_COLUMNS
+    options = _kafka_sink_options(cfg, cfg.dead_letter_topic, "dlq")
+    return f"CREATE TEMPORARY TABLE `dead_letters` (\n  {column_list(schema)}\n) {_with(options)}"
+
+
+def late_sink_ddl(cfg: JobConfig) -> str:
+    options = _kafka_sink_options(cfg, cfg.late_topic, "late")
+    return (f"CREATE TEMPORARY TABLE `late_events` (\n  {column_list(LATE_SCHEMA)}\n) "
+            f"{_with(options)}")
+
+
+def ctr_insert(cfg: JobConfig) -> str:
+    """Second aggregation, per campaign and window, over the (ad, window) rows -> output.
+    Without allowed lateness it is a window TVF on the first level's ``window_time``, so
+    it fires on the same watermark as the first level; with it, a regular aggregation
+    (mini-batched) that re-emits a window when a late firing updates one of its ads."""
+    window = interval_ms(contract.WINDOW_MS)
+    sums = ("SUM(`views`) AS `views`, SUM(`clicks`) AS `clicks`, "
+            "MIN(`min_insertion_ms`) AS `min_insertion_ms`, "
+            "MAX(`max_insertion_ms`) AS `max_insertion_ms`")
+    if cfg.allowed_lateness_ms > 0:
+        inner = (f"SELECT `campaign_id`, `ad_window_start` AS `w_start`, "
+                 f"`ad_window_end` AS `w_end`, {sums} FROM `ad_windows_known` "
+                 "GROUP BY `campaign_id`, `ad_window_start`, `ad_window_end`")
+    else:
+        inner = (
+            "SELECT `campaign_id`, `window_start` AS `w_start`, `window_end` AS `w_end`, "
+            f"{sums} FROM TABLE(TUMBLE(TABLE `ad_windows_known`, DESCRIPTOR(`ad_window_time`), "
+            f"{window})) GROUP BY `campaign_id`, `window_start`, `window_end`"
+        )
+    now = "CURRENT_TIMESTAMP"  # streaming mode: evaluated per record, when it is produced
+    columns = {
+        "pipeline": literal(PIPELINE_NAME),
+        "campaign_id": "`campaign_id`",
+        "window_start_ms": f"CAST({epoch_ms('`w_start`')} AS BIGINT)",
+        "window_end_ms": f"CAST({epoch_ms('`w_end`')} AS BIGINT)",
+        "views": "`views`",
+        "clicks": "`clicks`",
+        "ctr": "CASE WHEN `views` = 0 THEN CAST(NULL AS DOUBLE) "
+               "ELSE CAST(`clicks` AS DOUBLE) / `views` END",
+        "result_time_ms": f"CAST({epoch_ms(now)} AS BIGINT)",
+        "min_insertion_ms": "`min_insertion_ms`",
+        "max_insertion_ms": "`max_insertion_ms`",
+    }
+    assert tuple(columns) == contract.OUTPUT_FIELDS
+    select = ", ".join(f"{expr} AS {quote(name)}" for name, expr in columns.items())
+    return f"INSERT INTO `ctr_out` SELECT {select} FROM ({inner})"
+
+
+def late_insert(cfg: JobConfig) -> str:
+    """Events whose window the watermark already closed when they arrived (see module
+    doc). The ad, not the campaign, is recorded: the driver maps it (and counts an
+    unknown ad as a reject)."""
+    window = contract.WINDOW_MS
+    allowed = cfg.allowed_lateness_ms
+    closed = f"TO_TIMESTAMP_LTZ(`window_start_ms` + {window - 1}, 3) <= CURRENT_WATERMARK(`ts`)"
+    beyond = (f"TO_TIMESTAMP_LTZ(`window_start_ms` + {window - 1 + allowed}, 3)"
+              " <= CURRENT_WATERMARK(`ts`)")
+    verdict = ("'dropped'" if allowed == 0
+               else f"CASE WHEN {beyond} THEN 'dropped' ELSE 'accepted' END")
+    return (
+        "INSERT INTO `late_events` SELECT `ad_id`, `window_start_ms`, `event_type`, "
+        f"`event_time_ms`, CAST({epoch_ms('CURRENT_WATERMARK(`ts`)')} AS BIGINT), {verdict}, "
+        f"`kafka_partition`, `kafka_offset` FROM `checked_events` WHERE {closed}"
+    )
+
+
+def dead_letter_insert() -> str:
+    """Records the JSON path parsed and rejected; ``raw`` is Flink's re-encoding of the
+    parsed fields (the original bytes are at ``partition``/``offset`` of the input)."""
+    pairs = ", ".join(f"KEY {literal(n)} VALUE {quote(n)}" for n in contract.EVENT_FIELDS)
+    return (
+        "INSERT INTO `dead_letters` SELECT `reject_reason`, CAST(1 AS BIGINT), "
+        f"`kafka_partition`, `kafka_offset`, CAST({epoch_ms('`kafka_time`')} AS BIGINT), "
+        f"JSON_OBJECT({pairs} NULL ON NULL) FROM `classified` WHERE `reject_reason` IS NOT NULL"
+    )
+
+
+def unknown_ad_insert() -> str:
+    """Events of an ad outside the catalog, one record per (ad, window) with their count
+    (the ad is looked up after the first aggregation; see ``ad_campaign``)."""
+    raw = ("JSON_OBJECT(KEY 'ad_id' VALUE `ad_id`, KEY 'window_start_ms' VALUE "
+           f"CAST({epoch_ms('`ad_window_start`')} AS BIGINT), KEY 'events' VALUE `events`)")
+    return (
+        "INSERT INTO `dead_letters` SELECT 'unknown_ad', `events`, CAST(NULL AS BIGINT), "
+        f"CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), {raw} FROM `ad_windows_mapped` "
+        "WHERE `campaign_id` IS NULL"
+    )
+
+
+def not_json_insert() -> str:
+    """Records that are not a JSON object (the JSON format skips them silently)."""
+    return (
+        "INSERT INTO `dead_letters` SELECT 'not_json', CAST(1 AS BIGINT), `kafka_partition`, "
+        f"`kafka_offset`, CAST({epoch_ms('`kafka_time`')} AS BIGINT), `line` FROM `raw_events` "
+        "WHERE `line` IS NULL OR NOT (`line` IS JSON OBJECT)"
+    )
+
+
+def ddl_statements(cfg: JobConfig) -> list[str]:
+    catalog = contract.ad_catalog(cfg.campaigns, cfg.ads_per_campaign)
+    raw = [raw_source_ddl(cfg)] if cfg.not_json_dead_letters else []
+    return [source_ddl(cfg), *raw, classified_view(), checked_view(), ad_windows_view(cfg),
+            mapped_view(catalog), known_view(), sink_ddl(cfg), dead_letter_sink_ddl(cfg),
+            late_sink_ddl(cfg)]
+
+
+def insert_statements(cfg: JobConfig) -> list[str]:
+    raw = [not_json_insert()] if cfg.not_json_dead_letters else []
+    return [ctr_insert(cfg), late_insert(cfg), dead_letter_insert(), unknown_ad_insert(), *raw]
+
+
+# ------------------------------------------------------------------ environment
+def flink_settings(cfg: JobConfig) -> dict[str, str]:
+    """Flink configuration of the job (set before the environment, and so the local
+    mini-cluster, is created)."""
+    settings = {
+        "pipeline.name": f"sdsbench-flink-{cfg.run_id}",
+        # The connector as a local file: nothing is downloaded at run time.
+        "pipeline.jars": ";".join(Path(j).resolve().as_uri() for j in cfg.jars),
+        "parallelism.default": str(cfg.parallelism),
+        "table.local-time-zone": "UTC",  # window bounds are UTC wall clock -> epoch ms
+        "pipeline.auto-watermark-interval": f"{cfg.watermark_interval_ms} ms",
+        "pipeline.object-reuse": "true",  # no defensive copies between chained operators
+        # Plan the views the INSERTs share (classification, the per-ad aggregation) once,
+        # as common blocks: without it each INSERT gets its own copy of the per-event work.
+        "table.optimizer.reuse-optimize-block-with-digest-enabled": "true",
+        "execution.checkpointing.interval": f"{cfg.checkpoint_interval_ms} ms",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "state.backend.type": cfg.state_backend,
+        "execution.checkpointing.storage": "filesystem",
+        "execution.checkpointing.dir": Path(cfg.checkpoint_dir).resolve().as_uri(),
+        "web.checkpoints.history": "100",
+    }
+    if cfg.idle_timeout_ms is not None:
+        settings["table.exec.source.idle-timeout"] = f"{cfg.idle_timeout_ms} ms"
+    if cfg.allowed_lateness_ms > 0:
+        settings.update({
+            "table.exec.emit.allow-lateness": f"{cfg.allowed_lateness_ms} ms",
+            "table.exec.emit.late-fire.enabled": "true",
+            "table.exec.emit.late-fire.delay": "0 s",  # re-emit on every late element
+        })
+    if cfg.jobmanager_address:
+        host, _, port = cfg.jobmanager_address.rpartition(":")
+        settings.update({"execution.target": "remote", "rest.address": host, "rest.port": port})
+    else:
+        # The local mini-cluster's REST API (jobs, watermarks, backpressure, checkpoints),
+        # on loopback only; the driver picks the port.
+        settings.update({"rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1",
+                         "rest.port": str(cfg.rest_port)})
+    settings.update(cfg.flink_options)
+    return settings
+
+
+def create_environment(cfg: JobConfig) -> TableEnvironment:
+    from pyflink.common import Configuration
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    conf = Configuration()
+    for key, value in flink_settings(cfg).items():
+        conf.set_string(key, value)
+    settings = (EnvironmentSettings.new_instance().in_streaming_mode()
+                .with_configuration(conf).build())
+    return TableEnvironment.create(settings)
+
+
+def build(t_env: TableEnvironment, cfg: JobConfig) -> StatementSet:
+    """Register the tables and views and return the statement set of the job's INSERTs."""
+    for statement in ddl_statements(cfg):
+        t_env.execute_sql(statement)
+    statements = t_env.create_statement_set()
+    for insert in insert_statements(cfg):
+        statements.add_insert_sql(insert)
+    return statements
+
+
+# ------------------------------------------------------------------ main
+class _StopFlag:
+    def __init__(self) -> None:
+        self.stop = False
+
+    def __call__(self, signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        self.stop = True
+
+
+def load_job_config(path: Path) -> JobConfig:
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    return JobConfig.from_dict(data)
+
+
+def run(cfg: JobConfig, paths: JobPaths, poll_s: float = 0.5) -> int:
+    """Submit the job, report it ready, keep it running until a stop request."""
+    import pyflink
+
+    flag = _StopFlag()
+    signal.signal(signal.SIGTERM, flag)
+    signal.signal(signal.SIGINT, flag)
+    t_env = create_environment(cfg)
+    statements = build(t_env, cfg)
+    paths.plan.write_text(statements.explain())
+    result = statements.execute()
+    client = result.get_job_client()
+    job_id = str(client.get_job_id())
+    write_json_atomic(paths.ready, {
+        "job_id": job_id,
+        "rest_url": cfg.rest_url,
+        "flink_version": getattr(pyflink, "__version__", None) or _pyflink_version(),
+        "settings": flink_settings(cfg),
+    })
+    log.info("job %s submitted; REST at %s", job_id, cfg.rest_url)
+    code = 0
+    while not flag.stop and not paths.stop_request.exists():
+        status = str(client.get_job_status().result())
+        if status in ("FAILED", "CANCELED", "FINISHED"):
+            log.error("job %s ended with status %s (see the Flink log in %s)", job_id, status,
+                      paths.log_dir)
+            code = 1 if status != "FINISHED" else 0
+            break
+        time.sleep(poll_s)
+    else:
+        log.info("cancelling job %s", job_id)
+        try:
+            client.cancel().result()
+        except Exception as exc:  # noqa: BLE001 - the job may have ended meanwhile
+            log.warning("cancel: %s", exc)
+    return code
+
+
+def _pyflink_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("apache-flink")
+    except PackageNotFoundError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="job config (JSON or YAML)")
+    parser.add_argument("--run-dir", type=Path, required=True, help="the run directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_job_config(args.config)
+    paths = JobPaths(args.run_dir)
+    paths.flink_dir.mkdir(parents=True, exist_ok=True)
+    return run(cfg, paths)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,502 @@
+"""The A4f PipelineDriver: runs ``engines.flink.ctr_job`` as a subprocess of ``.venv/flink``.
+
+    prepare  per-run topics (input, output with LogAppendTime, dead letters, and the
+             Flink-only late-event topic) + the job config (``flink/job_config.json``)
+    start    the job process (own session; its JVM, which hosts the local mini-cluster,
+             is its child); wait until Flink's REST API shows every vertex RUNNING; start
+             the REST sampler (``engines.flink.metrics``) and the consumer-lag sampler
+    drain    wait until the job committed the input's end offsets and its watermark has
+             stopped moving, then for one more completed checkpoint (see below)
+    collect  results.csv (output topic), rejects.csv (dead-letter topic + late events of
+             unknown ads), metrics/late.csv (late-event topic), metrics/flink_summary.json
+    stop     stop file -> the job cancels itself; then SIGTERM, SIGKILL to its process
+             group; delete the run's topics and checkpoints
+
+Drain rule. Event-time windows fire only when the watermark passes their end, and the
+watermark moves only with new events. After the generator stops, the watermark stays at
+(the largest event time seen in the slowest partition - watermark_delay_ms); windows whose
+end lies above it are never emitted (no synthetic end-of-input event is sent: the truth
+would not know it, and the idle timeout only stops a silent partition from holding the
+watermark back, it never advances it). ``final_watermark_ms`` (in
+metrics/flink_summary.json) is the first-level window operator's input watermark after the
+drain; a window [s, e) has fired iff ``e - 1 <= final_watermark_ms``, and the analysis
+compares with the generator truth only those windows (``comparable_windows``). Same rule
+as the Spark driver.
+
+Drained means: (1) the consumer group of the JSON source (and of the raw source) has
+committed the input topic's end offsets -- Flink commits on checkpoint completion, after
+every operator processed the records before the checkpoint barrier; (2) the window
+operator's watermark has not moved for ``max(2 s, 3 watermark intervals)``; (3) one more
+checkpoint, triggered after that, completed -- so the sinks have flushed (at-least-once)
+or committed (exactly-once) the last windows.
+
+Lag. Flink commits the source's offsets to the group ``sdsbench-flink-<run id>`` on each
+completed checkpoint; ``metrics/lag.csv`` (the shared LAG_COLUMNS) pairs them with the
+topic's end offsets, so the lag's resolution is the checkpoint interval.
+
+Memory. PyFlink's local mode runs the whole engine in the gateway JVM it starts, which
+PyFlink gives no -Xmx (a quarter of RAM by default); the driver caps it with
+``JVM_ARGS=-Xmx<heap_mb>m`` (pyflink_gateway_server reads JVM_ARGS). Flink's logs go to
+``flink/logs`` of the run (FLINK_LOG_DIR).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.flink.ctr_job import REJECT_COLUMNS, JobConfig, JobPaths, late_topic
+from engines.flink.metrics import FlinkRest, RestError, RestSampler, write_csv_atomic
+from sdsbench import contract
+from sdsbench.config import ConfigError
+from sdsbench.experiments import pipeline_params
+from sdsbench.rundir import write_json_atomic
+
+log = logging.getLogger("sdsbench.flink")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FLINK_PYTHON = REPO_ROOT / ".venv" / "flink" / "bin" / "python"
+FLINK_JARS_DIR = REPO_ROOT / ".deps" / "flink-jars"
+# Keys of the config's flink: section (config/schema.yaml describes them).
+PARAM_KEYS = (
+    "parallelism", "watermark_delay_ms", "idle_timeout_ms", "allowed_lateness_ms",
+    "watermark_interval_ms", "checkpoint_interval_ms", "state_backend", "delivery_guarantee",
+    "heap_mb", "not_json_dead_letters", "jobmanager_address", "metrics_interval_ms",
+    "startup_timeout_s", "stop_timeout_s", "keep_topics", "flink_options",
+)
+# Same columns and vocabulary as A3's metrics/late.csv (policy drop | update).
+LATE_COLUMNS = (
+    "campaign_id", "window_start_ms", "views_dropped", "clicks_dropped", "purchases_dropped",
+    "views_accepted", "clicks_accepted", "purchases_accepted", "policy", "allowed_ms",
+)
+EVENT_TYPE_COLUMNS = {"view": "views", "click": "clicks", "purchase": "purchases"}
+
+
+def flink_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``flink:`` settings (config section + run overrides), all keys present."""
+    params = pipeline_params(config, spec)
+    missing = [k for k in PARAM_KEYS if k not in params]
+    if missing:
+        raise ConfigError(f"config key flink.{missing[0]}: missing (see config/schema.yaml)")
+    return params
+
+
+def flink_python() -> Path:
+    """The Flink venv's interpreter (SDSBENCH_FLINK_PYTHON overrides, e.g. a test venv)."""
+    path = Path(os.environ.get("SDSBENCH_FLINK_PYTHON", FLINK_PYTHON))
+    if not path.exists():
+        raise RuntimeError(f"{path} missing: run `bash env/setup.sh flink`")
+    return path
+
+
+def connector_jars(jars_dir: Path = FLINK_JARS_DIR) -> list[str]:
+    jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
+    if not any("connector-kafka" in Path(j).name for j in jars):
+        raise RuntimeError(
+            f"no Flink Kafka connector in {jars_dir}: run `bash env/setup.sh flink`")
+    return jars
+
+
+def group_id(run_id: str) -> str:
+    return f"sdsbench-flink-{run_id}"
+
+
+def job_config(run_id: str, bootstrap: str, params: dict[str, Any], workload: dict[str, Any],
+               jars: list[str], rest_port: int, paths: JobPaths) -> JobConfig:
+    return JobConfig.from_dict({
+        "run_id": run_id,
+        "bootstrap": bootstrap,
+        "input_topic": contract.input_topic(run_id),
+        "output_topic": contract.output_topic(run_id),
+        "dead_letter_topic": contract.dead_letter_topic(run_id),
+        "late_topic": late_topic(run_id),
+        "group_id": group_id(run_id),
+        "campaigns": int(workload["campaigns"]),
+        "ads_per_campaign": int(workload["ads_per_campaign"]),
+        "jars": jars,
+        "rest_port": rest_port,
+        "checkpoint_dir": str(paths.flink_dir / "checkpoints"),
+        **{k: params[k] for k in (
+            "parallelism", "watermark_delay_ms", "idle_timeout_ms", "allowed_lateness_ms",
+            "watermark_interval_ms", "checkpoint_interval_ms", "state_backend",
+            "delivery_guarantee", "jobmanager_address", "not_json_dead_letters",
+            "flink_options")},
+    })
+
+
+def jvm_args(heap_mb: int) -> str:
+    """JVM options of PyFlink's gateway JVM (the whole engine in local mode)."""
+    return (f"-Xmx{heap_mb}m -Xms{min(heap_mb, 256)}m -XX:+UseG1GC "
+            "-XX:+ExitOnOutOfMemoryError")
+
+
+def read_json_topic(bootstrap: str, topic: str, timeout_s: float = 60.0,
+                    idle_s: float = 3.0) -> list[tuple[int, int, dict[str, Any]]]:
+    """Every record of ``topic`` (committed ones only) as (partition, offset, JSON value),
+    up to its end offsets at call time; stops early after ``idle_s`` without a record
+    (transaction markers occupy offsets no consumer sees)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap,
+                         "group.id": f"sdsbench-flink-reader-{time.time_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed"})
+    out: list[tuple[int, int, dict[str, Any]]] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        if topic not in meta.topics or meta.topics[topic].error is not None:
+            raise RuntimeError(f"topic {topic} does not exist")
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in meta.topics[topic].partitions}
+        pending = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
+        deadline = time.monotonic() + timeout_s
+        last_new = time.monotonic()
+        while pending and time.monotonic() - last_new < idle_s:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} incomplete")
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            last_new = time.monotonic()
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                pending.discard(msg.partition())
+            if msg.offset() < ends[msg.partition()]:
+                out.append((msg.partition(), msg.offset(), json.loads(msg.value())))
+    finally:
+        consumer.close()
+    return out
+
+
+def late_table(records: list[dict[str, Any]], catalog: contract.AdCatalog,
+               allowed_ms: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Late-event records -> (metrics/late.csv rows per campaign and window, reject rows
+    for late events of unknown ads)."""
+    counts: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    rejects = []
+    for rec in records:
+        campaign = catalog.campaign_of_ad.get(rec["ad_id"])
+        if campaign is None:
+            rejects.append({"reason": "unknown_ad", "count": 1, "partition": rec["partition"],
+                            "offset": rec["offset"], "kafka_time_ms": None,
+                            "raw": json.dumps(rec, sort_keys=True)})
+            continue
+        column = f"{EVENT_TYPE_COLUMNS[rec['event_type']]}_{rec['verdict']}"
+        counts[(campaign, int(rec["window_start_ms"]))][column] += 1
+    policy = "drop" if allowed_ms == 0 else "update"
+    rows = []
+    for (campaign, start), per_column in sorted(counts.items()):
+        row: dict[str, Any] = {"campaign_id": campaign, "window_start_ms": start,
+                               "policy": policy, "allowed_ms": allowed_ms}
+        for name in EVENT_TYPE_COLUMNS.values():
+            for verdict in ("dropped", "accepted"):
+                row[f"{name}_{verdict}"] = per_column.get(f"{name}_{verdict}", 0)
+        rows.append(row)
+    return rows, rejects
+
+
+def end_process_group(pgid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, whatever is left of process group ``pgid`` (the job's)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def reached(done: dict[int, int], target: dict[int, int]) -> bool:
+    return all(done.get(p, 0) >= offset for p, offset in target.items())
+
+
+@dataclass
+class FlinkRun:
+    """Pipeline-private state of one run (kept in ``ctx.extra["flink"]``)."""
+
+    params: dict[str, Any]
+    paths: JobPaths
+    job: JobConfig
+    proc: subprocess.Popen | None = None
+    job_id: str | None = None
+    rest: FlinkRest | None = None
+    sampler: RestSampler | None = None
+    lag_sampler: Any = None
+    lag_ends: Any = None
+    lag_committed: Any = None
+    startup_s: float | None = None
+    ready: dict[str, Any] = field(default_factory=dict)
+    drain: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Kafka -> Flink SQL -> Kafka (A4f)."""
+
+    owns_generator = False
+
+    def prepare(self, ctx: Any) -> None:
+        from sdsbench.services.kafka import create_topic
+        from sdsbench.services.ports import free_port
+        from sdsbench.topics import create_run_topics
+
+        params = flink_params(ctx.config, ctx.spec)
+        paths = JobPaths(ctx.run_dir)
+        paths.flink_dir.mkdir(parents=True, exist_ok=True)
+        job = job_config(ctx.run_id, ctx.services.kafka_bootstrap, params,
+                         ctx.config["workload"], connector_jars(), free_port(), paths)
+        write_json_atomic(paths.job_config, job.to_dict())
+        ctx.extra["flink"] = FlinkRun(params, paths, job)
+        partitions = int(ctx.config["services"]["kafka"]["partitions"])
+        create_run_topics(ctx.services, ctx.run_id, partitions)
+        create_topic(ctx.services.kafka_bootstrap, job.late_topic, 1)
+
+    def start(self, ctx: Any) -> None:
+        run: FlinkRun = ctx.extra["flink"]
+        paths = run.paths
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        env["JVM_ARGS"] = jvm_args(int(run.params["heap_mb"]))
+        env["FLINK_LOG_DIR"] = str(paths.log_dir)
+        paths.log_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [str(flink_python()), "-m", "engines.flink.ctr_job",
+               "--config", str(paths.job_config), "--run-dir", str(paths.run_dir)]
+        log.info("starting the Flink job (parallelism %d, %s)", run.job.parallelism,
+                 run.job.jobmanager_address or "local mini-cluster")
+        t0 = time.monotonic()
+        with paths.log.open("ab") as out:
+            # Own session: stop() can signal the job and its JVM together.
+            run.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+        ctx.processes.append(run.proc)
+        deadline = t0 + float(run.params["startup_timeout_s"])
+        run.rest = FlinkRest(run.job.rest_url)
+        while True:
+            self._check_alive(run, "while starting")
+            if run.job_id is None and paths.ready.exists():
+                run.ready = json.loads(paths.ready.read_text())
+                run.job_id = run.ready["job_id"]
+            if run.job_id is not None and run.rest.all_running(run.job_id):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Flink job not running after "
+                                   f"{run.params['startup_timeout_s']} s; see {paths.log}")
+            time.sleep(0.2)
+        run.startup_s = round(time.monotonic() - t0, 3)
+        log.info("Flink job %s running after %.1f s", run.job_id, run.startup_s)
+        run.sampler = RestSampler(run.rest, run.job_id, ctx.run_dir / "metrics",
+                                  float(run.params["metrics_interval_ms"]) / 1000)
+        run.sampler.start()
+        self._start_lag_sampler(ctx, run)
+
+    def _check_alive(self, run: FlinkRun, when: str) -> None:
+        if run.proc is not None and run.proc.poll() is not None:
+            tail = run.paths.log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"Flink job exited with code {run.proc.returncode} {when}; "
+                               f"see {run.paths.log}:\n{tail}")
+
+    def _start_lag_sampler(self, ctx: Any, run: FlinkRun) -> None:
+        from sdsbench.measurement.lag import KafkaEndOffsets, KafkaGroupCommitted, LagSampler
+
+        bootstrap = ctx.services.kafka_bootstrap
+        run.lag_committed = KafkaGroupCommitted(bootstrap, run.job.group_id, run.job.input_topic)
+        run.lag_ends = KafkaEndOffsets(bootstrap, run.job.input_topic)
+        run.lag_sampler = LagSampler(ctx.run_dir / "metrics" / "lag.csv", run.lag_ends,
+                                     run.lag_committed)
+        run.lag_sampler.start()
+
+    def generator_sink(self, ctx: Any) -> dict[str, Any]:
+        run: FlinkRun = ctx.extra["flink"]
+        return {"kind": "kafka", "bootstrap": ctx.services.kafka_bootstrap,
+                "topic": run.job.input_topic, "watermark_markers": False,
+                "marker_interval_ms": 0, "watermark_bound_ms": 0, "idle_partitions": []}
+
+    def drain(self, ctx: Any, timeout_s: float) -> None:
+        """Wait until the job processed everything the generator sent (see module doc)."""
+        from sdsbench.measurement.lag import KafkaGroupCommitted
+        from sdsbench.services.kafka import end_offsets
+
+        run: FlinkRun = ctx.extra["flink"]
+        bootstrap = ctx.services.kafka_bootstrap
+        target = end_offsets(bootstrap, run.job.input_topic)
+        groups = [run.job.group_id] + ([run.job.group_id + "-raw"]
+                                       if run.job.not_json_dead_letters else [])
+        committed_fns = [KafkaGroupCommitted(bootstrap, g, run.job.input_topic) for g in groups]
+        quiet_s = max(2.0, 3 * run.job.watermark_interval_ms / 1000)
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        caught_up_s = stable_ms = None
+        drained = False
+        last_report = t0
+        try:
+            while True:
+                self._check_alive(run, "during the drain")
+                now = time.monotonic()
+                if caught_up_s is None:
+                    done = [fn() for fn in committed_fns]
+                    if all(reached(d, target) for d in done):
+                        caught_up_s = now - t0
+                elif stable_ms is None:
+                    if now - run.sampler.watermark_changed_at >= quiet_s:
+                        stable_ms = time.time_ns() // 1_000_000
+                elif run.sampler.completed_checkpoint_after(stable_ms):
+                    drained = True
+                    break
+                if now > deadline:
+                    log.warning("drain timed out after %.0f s (caught up: %s, watermark "
+                                "stable: %s)", timeout_s, caught_up_s is not None,
+                                stable_ms is not None)
+                    break
+                if now - last_report > 5:
+                    if caught_up_s is None:
+                        behind = sum(max(t - done[0].get(p, 0), 0) for p, t in target.items())
+                        log.info("draining: %d records not yet committed by the job", behind)
+                    else:
+                        log.info("draining: waiting for the watermark and a checkpoint")
+                    last_report = now
+                time.sleep(0.2)
+        finally:
+            for fn in committed_fns:
+                fn.close()
+        run.drain = {
+            "drained": drained,
+            "drain_s": round(time.monotonic() - t0, 3),
+            "caught_up_s": None if caught_up_s is None else round(caught_up_s, 3),
+            "input_end_offsets": target,
+            "final_watermark_ms": run.sampler.watermark_ms,
+        }
+        self._stop_lag_sampler(run)
+
+    def _stop_lag_sampler(self, run: FlinkRun) -> None:
+        if run.lag_sampler is not None:
+            run.lag_sampler.stop()
+            run.lag_sampler = None
+        for client in (run.lag_ends, run.lag_committed):
+            if client is not None:
+                client.close()
+        run.lag_ends = run.lag_committed = None
+
+    def collect(self, ctx: Any) -> None:
+        from sdsbench.measurement.output_reader import read_output_topic, write_results
+
+        run: FlinkRun = ctx.extra["flink"]
+        bootstrap = ctx.services.kafka_bootstrap
+        catalog = contract.ad_catalog(run.job.campaigns, run.job.ads_per_campaign)
+        results = read_output_topic(bootstrap, run.job.output_topic)
+        write_results(results, ctx.run_dir / "results.csv")
+        rejects = [{k: rec.get(k) for k in REJECT_COLUMNS}
+                   for _p, _o, rec in read_json_topic(bootstrap, run.job.dead_letter_topic)]
+        late_records = [rec for _p, _o, rec in read_json_topic(bootstrap, run.job.late_topic)]
+        late_rows, late_rejects = late_table(late_records, catalog, run.job.allowed_lateness_ms)
+        rejects += late_rejects
+        write_csv_atomic(ctx.run_dir / "rejects.csv", REJECT_COLUMNS, rejects)
+        write_csv_atomic(ctx.run_dir / "metrics" / "late.csv", LATE_COLUMNS, late_rows)
+        by_reason: dict[str, int] = defaultdict(int)
+        for row in rejects:
+            by_reason[row["reason"]] += int(row["count"] or 0)
+        summary: dict[str, Any] = {
+            "pipeline": "flink",
+            "settings": {k: run.params[k] for k in PARAM_KEYS},
+            "flink_version": run.ready.get("flink_version"),
+            "flink_settings": run.ready.get("settings"),
+            "connector_jars": [Path(j).name for j in run.job.jars],
+            "jvm_args": jvm_args(int(run.params["heap_mb"])),
+            "job_id": run.job_id,
+            "startup_s": run.startup_s,
+            **run.drain,
+            "comparable_windows": "window_end_ms - 1 <= final_watermark_ms",
+            "output_records": len(results),
+            "output_windows": int(results[["campaign_id", "window_start_ms"]]
+                                  .drop_duplicates().shape[0]) if len(results) else 0,
+            "rejected_events": sum(by_reason.values()),
+            "rejected_by_reason": dict(by_reason),
+            "late_rule": ("window_end_ms - 1 + allowed_lateness_ms <= watermark at arrival: "
+                          "dropped; exact at parallelism 1, an upper bound above"),
+            "late_events": len(late_records),
+            "late_dropped_events": sum(1 for r in late_records if r["verdict"] == "dropped"),
+            "late_accepted_events": sum(1 for r in late_records if r["verdict"] == "accepted"),
+            **self._record_counts(run),
+        }
+        if run.sampler is not None:
+            run.sampler.stop()
+            summary["rest_samples"] = run.sampler.samples
+            rows = run.sampler.checkpoint_rows()
+            durations = [r["end_to_end_duration_ms"] for r in rows
+                         if r["status"] == "COMPLETED"]
+            summary["checkpoints_completed"] = len(durations)
+            summary["checkpoints_failed"] = sum(1 for r in rows if r["status"] == "FAILED")
+            summary["checkpoint_duration_ms_max"] = max(durations) if durations else None
+        self._save_plan(run)
+        write_json_atomic(ctx.run_dir / "metrics" / "flink_summary.json", summary)
+
+    def _record_counts(self, run: FlinkRun) -> dict[str, Any]:
+        """Records the JSON source emitted vs records in the topic: the difference is what
+        Flink's JSON format skipped as not JSON (a cross-check of the raw path's count)."""
+        if run.rest is None or run.job_id is None:
+            return {}
+        try:
+            vertices = run.rest.job(run.job_id).get("vertices", [])
+            source = next(v for v in vertices if v["name"].startswith("Source:")
+                          and ".events" in v["name"])
+            emitted = run.rest.operator_metric_sum(run.job_id, source["id"],
+                                                   "events.numRecordsOut")
+        except (RestError, StopIteration, KeyError) as exc:
+            log.warning("could not read the source's record count: %s", exc)
+            return {}
+        in_topic = sum((run.drain.get("input_end_offsets") or {}).values())
+        return {"input_records": in_topic, "json_source_records": emitted,
+                "skipped_by_json_format": None if emitted is None else in_topic - int(emitted)}
+
+    def _save_plan(self, run: FlinkRun) -> None:
+        if run.rest is None or run.job_id is None:
+            return
+        try:
+            write_json_atomic(run.paths.flink_dir / "job_plan.json", run.rest.plan(run.job_id))
+        except RestError as exc:
+            log.warning("could not save the job plan: %s", exc)
+
+    def stop(self, ctx: Any) -> None:
+        from sdsbench.services.kafka import delete_topics, terminate_pid
+        from sdsbench.topics import delete_run_topics
+
+        run: FlinkRun | None = ctx.extra.get("flink")
+        if run is None:
+            return
+        self._stop_lag_sampler(run)
+        if run.sampler is not None:
+            run.sampler.stop()
+            run.sampler = None
+        if run.proc is not None and run.proc.poll() is None:
+            run.paths.stop_request.touch()
+            try:
+                run.proc.wait(timeout=float(run.params["stop_timeout_s"]))
+            except subprocess.TimeoutExpired:
+                log.warning("Flink job did not stop in %s s: terminating",
+                            run.params["stop_timeout_s"])
+                terminate_pid(run.proc.pid, timeout=20)
+                run.proc.wait(timeout=10)
+        if run.proc is not None:
+            # The gateway JVM may outlive a killed Python parent: end what is left of it.
+            end_process_group(run.proc.pid)
+        shutil.rmtree(run.paths.flink_dir / "checkpoints", ignore_errors=True)
+        if not run.params["keep_topics"]:
+            try:
+                delete_run_topics(ctx.services, ctx.run_id)
+                delete_topics(ctx.services.kafka_bootstrap, [run.job.late_topic])
+            except Exception as exc:  # noqa: BLE001 - results are collected; do not fail the run
+                log.warning("could not delete the run's topics: %s", exc)
