@@ -13,8 +13,8 @@
 rule run_experiment:
     input:
         # Runs at a multiple of t_h need their search's result.
-        unpack(lambda w: {"search": f"{SEARCH}/{RUNS[w.run_id]['arrival']['rate_of']['search']}.json"}
-               if RUNS[w.run_id]["arrival"].get("rate_of") else {}),
+        unpack(lambda w: {"search": f"{SEARCH}/{RUNS[w.run_id]['rate_of']['search']}.json"}
+               if RUNS[w.run_id].get("rate_of") else {}),
     output:
         directory(f"{RAW}/{{run_id}}"),
     params:

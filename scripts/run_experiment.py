@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_id not in runs:
         parser.error(f"run id {args.run_id!r} is not in this profile's matrix")
     spec = runs[args.run_id]
-    if spec["arrival"].get("rate_of"):
+    if spec.get("rate_of"):
         if not args.search_result:
             parser.error(f"run {args.run_id} runs at a multiple of t_h: give --search-result")
         spec = resolve_threshold_rate(spec, json.loads(Path(args.search_result).read_text()))

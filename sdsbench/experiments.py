@@ -136,7 +136,7 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every run of the profile, by run id (see the module docstring for a spec).
 
     Runs of several groups that are the same run (same id) are run once. Runs at a
-    multiple of t_h have ``arrival.rate_eps = None`` and ``arrival.rate_of =
+    multiple of t_h have ``arrival.rate_eps = None`` and ``rate_of =
     {"search": <search id>, "multiple": k}``.
     """
     experiments = config["experiments"]
@@ -151,7 +151,8 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             spec = make_spec(config, pipeline, at["process"], 0, run_id=run_id,
                              duration_s=at.get("duration_s"))
             spec["arrival"]["rate_eps"] = None
-            spec["arrival"]["rate_of"] = {
+            # Beside the arrival, not in it: the generator accepts only arrival keys it knows.
+            spec["rate_of"] = {
                 "search": search_id(pipeline, at["search_process"]),
                 "multiple": float(multiple),
             }
@@ -195,7 +196,7 @@ def resolve_threshold_rate(spec: dict[str, Any], search_result: dict[str, Any]) 
     tried (recorded as ``rate_basis``) so the stress experiment still shows what happens.
     """
     spec = json.loads(json.dumps(spec))
-    rate_of = spec["arrival"]["rate_of"]
+    rate_of = spec["rate_of"]
     th = search_result.get("t_h_eps")
     if th:
         basis, base_rate = "t_h", float(th)
@@ -204,7 +205,7 @@ def resolve_threshold_rate(spec: dict[str, Any], search_result: dict[str, Any]) 
             search_result["lowest_rate_tried_eps"]
         )
     spec["arrival"]["rate_eps"] = round(base_rate * float(rate_of["multiple"]))
-    spec["arrival"]["rate_basis"] = basis
+    spec["rate_basis"] = basis
     return spec
 
 

@@ -319,3 +319,11 @@ def test_a_sweep_point_equal_to_the_default_is_the_default_run(config):
     assert config["spark"]["master"] == "local[2]"  # the quick sweep names local[2] too
     assert default in groups["parallelism"] and default in groups["event_time"]
     assert not any(r.startswith("spark-spp-r20000-local2") for r in expand_runs(config))
+
+
+def test_a_resolved_threshold_spec_is_accepted_by_the_generator(config):
+    from sdsbench.workload.generator import validate_spec
+
+    spec = resolve_threshold_rate(expand_runs(config)["a3-mmpp-th2x"], {"t_h_eps": 10_000})
+    run = validate_spec(spec, config)  # raises on an arrival key it does not know
+    assert run.arrival.rate_eps == 20_000 and spec["rate_basis"] == "t_h"

@@ -143,8 +143,8 @@ def _fabricate_profile(workdir: Path, config_path: Path) -> dict:
     bench.mkdir(parents=True)
     (bench / "sustained.csv").write_text("processes,compression,sustained_eps\n1,none,250000\n")
     for run_id, spec in expand_runs(config).items():
-        if spec["arrival"].get("rate_of"):
-            spec = resolve_threshold_rate(spec, results[spec["arrival"]["rate_of"]["search"]])
+        if spec.get("rate_of"):
+            spec = resolve_threshold_rate(spec, results[spec["rate_of"]["search"]])
         drop = 1 if run_id == "spark-spp-r20000-wm500" else 0
         fabricate_run(workdir / "data" / profile / "raw" / run_id, spec, config,
                       drop_windows=drop)

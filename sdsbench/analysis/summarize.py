@@ -159,7 +159,7 @@ def summarize_run(
         "pipeline": pipeline,
         "process": spec["arrival"]["process"],
         "offered_rate_eps": offered,
-        "rate_basis": spec["arrival"].get("rate_basis", "configured"),
+        "rate_basis": spec.get("rate_basis", "configured"),
         "duration_s": float(spec["duration_s"]),
         "seed": spec["seed"],
         "params": json.dumps(spec.get("params", {}), sort_keys=True),
