@@ -7,8 +7,9 @@
              the REST sampler (``engines.flink.metrics``) and the consumer-lag sampler
     drain    wait until the job committed the input's end offsets and its watermark has
              stopped moving, then for one more completed checkpoint (see below)
-    collect  results.csv (output topic), rejects.csv (dead-letter topic + late events of
-             unknown ads), metrics/late.csv (late-event topic), metrics/flink_summary.json
+    collect  results.csv (output topic); rejects.csv (events set aside per reason, the
+             shared format; each dead-letter record in flink/dead_letters.csv);
+             metrics/late.csv (late-event topic); metrics/flink_summary.json
     stop     stop file -> the job cancels itself; then SIGTERM, SIGKILL to its process
              group; delete the run's topics and checkpoints
 
@@ -404,11 +405,13 @@ class Pipeline:
         late_records = [rec for _p, _o, rec in read_json_topic(bootstrap, run.job.late_topic)]
         late_rows, late_rejects = late_table(late_records, catalog, run.job.allowed_lateness_ms)
         rejects += late_rejects
-        write_csv_atomic(ctx.run_dir / "rejects.csv", REJECT_COLUMNS, rejects)
-        write_csv_atomic(ctx.run_dir / "metrics" / "late.csv", LATE_COLUMNS, late_rows)
-        by_reason: dict[str, int] = defaultdict(int)
+        write_csv_atomic(run.paths.flink_dir / "dead_letters.csv", REJECT_COLUMNS, rejects)
+        by_reason = {reason: 0 for reason in contract.REJECT_REASONS}
         for row in rejects:
-            by_reason[row["reason"]] += int(row["count"] or 0)
+            by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + int(row["count"] or 0)
+        write_csv_atomic(ctx.run_dir / "rejects.csv", ("reason", "count"),
+                         [{"reason": r, "count": n} for r, n in by_reason.items()])
+        write_csv_atomic(ctx.run_dir / "metrics" / "late.csv", LATE_COLUMNS, late_rows)
         summary: dict[str, Any] = {
             "pipeline": "flink",
             "settings": {k: run.params[k] for k in PARAM_KEYS},
@@ -424,7 +427,7 @@ class Pipeline:
             "output_windows": int(results[["campaign_id", "window_start_ms"]]
                                   .drop_duplicates().shape[0]) if len(results) else 0,
             "rejected_events": sum(by_reason.values()),
-            "rejected_by_reason": dict(by_reason),
+            "rejected_by_reason": by_reason,
             "late_rule": ("window_end_ms - 1 + allowed_lateness_ms <= watermark at arrival: "
                           "dropped; exact at parallelism 1, an upper bound above"),
             "late_events": len(late_records),

@@ -1,0 +1,327 @@
+"""A4f: the CTR query on Flink SQL.
+
+Fast tests (no Flink): the job config, the SQL built from the contract, the ad -> campaign
+lookup, late-event accounting, the REST plan helper. One real run (the session
+``services`` fixture's Kafka broker, a real Flink job in ``.venv/flink``) through
+``sdsbench.runner.execute_run`` at 2000 ev/s for 20 s, parallelism 1, with a disorder (up
+to 3 s) beyond the watermark delay (0.5 s) so the watermark makes events late:
+
+- every output record parses with ``contract.parse_output_record`` and has exactly the
+  contract's fields;
+- every emitted window equals the generator's truth minus the late events the job
+  reported (exact at parallelism 1); every window up to the final watermark is emitted,
+  none after it;
+- malformed records injected into the input topic mid-run are set aside with their
+  reason (Flink's documented deviation: a value of the wrong type is ``missing_field``),
+  and the job keeps running past them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from engines.flink import ctr_job
+from engines.flink.ctr_job import JobConfig
+from engines.flink.metrics import window_vertex_id
+from engines.flink.pipeline import FLINK_JARS_DIR, FLINK_PYTHON, late_table
+from sdsbench import contract
+from sdsbench.config import load_config
+
+FLINK_READY = FLINK_PYTHON.exists() and any(FLINK_JARS_DIR.glob("*connector-kafka*.jar"))
+
+
+# ------------------------------------------------------------------ fast tests
+def _job_dict(**override: Any) -> dict[str, Any]:
+    base = {
+        "run_id": "r", "bootstrap": "127.0.0.1:9092", "input_topic": "i", "output_topic": "o",
+        "dead_letter_topic": "d", "late_topic": "l", "group_id": "g", "campaigns": 10,
+        "ads_per_campaign": 100, "jars": [], "parallelism": 1, "watermark_delay_ms": 2000,
+        "idle_timeout_ms": 5000, "allowed_lateness_ms": 0, "watermark_interval_ms": 200,
+        "checkpoint_interval_ms": 5000, "state_backend": "hashmap",
+        "delivery_guarantee": "at-least-once", "jobmanager_address": None, "rest_port": 8081,
+        "checkpoint_dir": "/tmp/cp", "not_json_dead_letters": True, "flink_options": {},
+    }
+    return base | override
+
+
+def test_job_config_names_the_bad_key() -> None:
+    assert JobConfig.from_dict(_job_dict()).to_dict() == _job_dict()
+    for key, value in (("state_backend", "memory"), ("delivery_guarantee", "maybe"),
+                       ("parallelism", 0), ("watermark_delay_ms", -1),
+                       ("watermark_delay_ms", 1_000_000), ("idle_timeout_ms", 0),
+                       ("not_json_dead_letters", "yes")):
+        with pytest.raises(ValueError, match=key):
+            JobConfig.from_dict(_job_dict(**{key: value}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        JobConfig.from_dict(_job_dict(extra=1))
+    with pytest.raises(ValueError, match="jars"):
+        JobConfig.from_dict(_job_dict(jars=["/nonexistent/x.jar"]))
+
+
+def test_config_section_is_validated() -> None:
+    assert load_config()["flink"]["parallelism"] >= 1
+    with pytest.raises(ValueError, match="flink"):
+        load_config(overrides={"flink": {"state_backend": "memory"}})
+    with pytest.raises(ValueError, match="flink"):
+        load_config(overrides={"flink": {"jobmanager_address": "http://x"}})
+
+
+def test_ddl_follows_the_contract() -> None:
+    cfg = JobConfig.from_dict(_job_dict())
+    source = ctr_job.source_ddl(cfg)
+    for name, kind in contract.EVENT_SCHEMA:
+        assert f"`{name}` {ctr_job.flink_type(kind)}" in source
+    assert "WATERMARK FOR `ts` AS `ts` - INTERVAL '2.000' SECOND(3)" in source
+    sink = ctr_job.sink_ddl(cfg)
+    for name, kind in contract.OUTPUT_SCHEMA:
+        assert f"`{name}` {ctr_job.flink_type(kind)}" in sink
+    assert "upsert-kafka" not in sink
+    assert "upsert-kafka" in ctr_job.sink_ddl(JobConfig.from_dict(_job_dict(
+        allowed_lateness_ms=1000)))
+    # Every reason the job writes is a contract reason.
+    sql = " ".join(ctr_job.ddl_statements(cfg) + ctr_job.insert_statements(cfg))
+    written = {r for r in ("not_json", "missing_field", "bad_type", "bad_event_type",
+                           "unknown_ad", "absurd_timestamp") if f"'{r}'" in sql}
+    assert written <= set(contract.REJECT_REASONS)
+    assert written == set(contract.REJECT_REASONS) - {"bad_type"}  # see the module doc
+    no_raw = JobConfig.from_dict(_job_dict(not_json_dead_letters=False))
+    assert "raw_events" not in " ".join(ctr_job.ddl_statements(no_raw)
+                                        + ctr_job.insert_statements(no_raw))
+
+
+def test_intervals_are_exact_milliseconds() -> None:
+    assert ctr_job.interval_ms(500) == "INTERVAL '0.500' SECOND(3)"
+    assert ctr_job.interval_ms(999_999) == "INTERVAL '999.999' SECOND(3)"
+    with pytest.raises(ValueError):
+        ctr_job.interval_ms(1_000_000)
+
+
+def _position_lookup(expr_table: str, ad: str, width: int, per_campaign: int) -> int | None:
+    """What the SQL of ``ad_campaign`` computes (1-based POSITION, integer division)."""
+    position = expr_table.find("," + ad + ",") + 1
+    if len(ad) != width - 1 or position == 0:
+        return None
+    return (position - 1) // width // per_campaign
+
+
+def test_ad_lookup_maps_every_ad_to_its_campaign_and_rejects_others() -> None:
+    catalog = contract.ad_catalog(10, 100)
+    sql = ctr_job.ad_campaign(catalog)
+    table = "," + ",".join(catalog.ad_ids) + ","
+    assert f"'{table}'" in sql and "/ 37 / 100" in sql
+    for ad, campaign in catalog.campaign_of_ad.items():
+        assert _position_lookup(table, ad, 37, 100) == campaign
+    # Not in the catalog: another id, a prefix, two half ids around a comma.
+    a, b = catalog.ad_ids[0], catalog.ad_ids[1]
+    for other in ("no-such-ad", a[:-1], a[18:] + "," + b[:17], str(uuid.uuid4())):
+        assert _position_lookup(table, other, 37, 100) is None
+
+
+def test_late_table_counts_per_window_and_sets_aside_unknown_ads() -> None:
+    catalog = contract.ad_catalog(10, 100)
+    ad0, ad150 = catalog.ad_ids[0], catalog.ad_ids[150]
+    records = [
+        {"ad_id": ad0, "window_start_ms": 10_000, "event_type": "view", "verdict": "dropped"},
+        {"ad_id": ad0, "window_start_ms": 10_000, "event_type": "click", "verdict": "dropped"},
+        {"ad_id": ad150, "window_start_ms": 10_000, "event_type": "view",
+         "verdict": "accepted"},
+        {"ad_id": "nope", "window_start_ms": 10_000, "event_type": "view",
+         "verdict": "dropped", "partition": 2, "offset": 7},
+    ]
+    for rec in records:
+        rec.setdefault("partition", 0)
+        rec.setdefault("offset", 0)
+    rows, rejects = late_table(records, catalog, allowed_ms=5000)
+    by_campaign = {r["campaign_id"]: r for r in rows}
+    assert by_campaign[0]["views_dropped"] == 1 and by_campaign[0]["clicks_dropped"] == 1
+    assert by_campaign[1]["views_accepted"] == 1 and by_campaign[1]["views_dropped"] == 0
+    assert {r["policy"] for r in rows} == {"update"}
+    assert [(r["reason"], r["count"], r["partition"], r["offset"]) for r in rejects] == [
+        ("unknown_ad", 1, 2, 7)]
+
+
+def test_window_vertex_is_the_first_level_aggregation() -> None:
+    plan = {"plan": {"nodes": [
+        {"id": "a", "description": "[35]:GlobalWindowAggregate(groupBy=[campaign_id], ..."},
+        {"id": "b", "description": "[30]:GlobalWindowAggregate(groupBy=[ad_id], window=..."},
+    ]}}
+    assert window_vertex_id(plan) == "b"
+    assert window_vertex_id({"plan": {"nodes": []}}) is None
+
+
+# ------------------------------------------------------------------ a real run
+def _malformed_records(now_ms: int) -> list[tuple[bytes, str]]:
+    """Records to set aside, each with the reason the Flink job gives (the contract's,
+    except a value of the wrong type, which Flink's JSON format turns into NULL)."""
+    ad = contract.ad_catalog().ad_ids[0]
+    good = {"user_id": "u", "page_id": "p", "ad_id": ad, "ad_type": "banner",
+            "event_type": "click", "event_time_ns": now_ms * 10**6, "insertion_time_ms": now_ms}
+    without_page = {k: v for k, v in good.items() if k != "page_id"}
+    return [
+        (b"this is not json {", "not_json"),
+        (b"[1, 2]", "not_json"),
+        (json.dumps(without_page).encode(), "missing_field"),
+        (json.dumps(good | {"event_time_ns": "soon"}).encode(), "missing_field"),
+        (json.dumps(good | {"event_type": "hover"}).encode(), "bad_event_type"),
+        (json.dumps(good | {"ad_id": "no-such-ad"}).encode(), "unknown_ad"),
+        (json.dumps(good | {"event_time_ns": (now_ms + 3_600_000) * 10**6}).encode(),
+         "absurd_timestamp"),
+    ]
+
+
+class _Injector(threading.Thread):
+    """Waits until the generator's events flow into the input topic, then sends the
+    malformed records and remembers when and what."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic = bootstrap, topic
+        self.sent: list[tuple[bytes, str]] = []
+        self.sent_at_ms: int | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            from confluent_kafka import Producer
+
+            from sdsbench.services.kafka import end_offsets
+
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                try:
+                    if sum(end_offsets(self.bootstrap, self.topic).values()) > 5000:
+                        break
+                except Exception:  # noqa: BLE001 - the topic may not exist yet
+                    pass
+                time.sleep(0.5)
+            producer = Producer({"bootstrap.servers": self.bootstrap})
+            now_ms = time.time_ns() // 10**6
+            for raw, reason in _malformed_records(now_ms):
+                producer.produce(self.topic, raw, partition=0)
+                self.sent.append((raw, reason))
+            assert producer.flush(10) == 0
+            self.sent_at_ms = now_ms
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
+def _read_raw_topic(bootstrap: str, topic: str) -> list[bytes]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    try:
+        end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        values: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(values) < end and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                values.append(msg.value())
+        return values
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars: "
+                    "run `bash env/setup.sh flink`")
+def test_flink_run_matches_truth_minus_late_events(services: Any, tmp_path: Path) -> None:
+    from sdsbench.experiments import make_spec
+    from sdsbench.runner import execute_run
+    from sdsbench.services.kafka import delete_topics
+    from sdsbench.topics import delete_run_topics
+
+    config = load_config(overrides={
+        "services": {"postgres": {"dsn": services.pg_dsn},
+                     "kafka": {"bootstrap_servers": services.kafka_bootstrap}},
+        # Disorder beyond the watermark delay: some events arrive after their window fired.
+        "workload": {"disorder": {"fraction": 0.2, "max_delay_ms": 3000}},
+        "run": {"drain_timeout_s": 120},
+    })
+    params = {"watermark_delay_ms": 500, "parallelism": 1, "checkpoint_interval_ms": 1000,
+              "keep_topics": True}
+    run_id = f"t-flink-{uuid.uuid4().hex[:6]}"
+    spec = make_spec(config, "flink", "constant", 2000, params=params, run_id=run_id,
+                     duration_s=20)
+    injector = _Injector(services.kafka_bootstrap, contract.input_topic(run_id))
+    injector.start()
+    try:
+        out = execute_run(config, spec, tmp_path / "run")
+        injector.join(timeout=10)
+        assert injector.error is None, injector.error
+        raw_output = _read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
+    finally:
+        delete_run_topics(services, run_id)
+        delete_topics(services.kafka_bootstrap, [ctr_job.late_topic(run_id)])
+
+    summary = json.loads((out / "metrics" / "flink_summary.json").read_text())
+    assert summary["drained"], summary
+    final_wm = summary["final_watermark_ms"]
+
+    # Records: the contract's fields exactly, from this pipeline.
+    assert raw_output
+    for raw in raw_output:
+        record = contract.parse_output_record(raw)
+        assert set(record) == set(contract.OUTPUT_FIELDS)
+        assert record["pipeline"] == "flink"
+        assert record["window_end_ms"] - record["window_start_ms"] == contract.WINDOW_MS
+        assert record["ctr"] == contract.ctr(record["clicks"], record["views"])
+        assert record["min_insertion_ms"] <= record["max_insertion_ms"] <= record["result_time_ms"]
+
+    # Windows: truth minus the reported late events, every window up to the watermark.
+    key = ["campaign_id", "window_start_ms"]
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == len(raw_output)
+    assert not results.duplicated(key).any()  # window TVF: one record per window
+    assert (results["result_time_ms"] <= results["append_time_ms"]).all()
+    truth = pd.read_csv(out / "generator" / "truth.csv")
+    late = pd.read_csv(out / "metrics" / "late.csv")
+    assert late["views_dropped"].sum() + late["clicks_dropped"].sum() > 0, (
+        "the disorder must make events late")
+    expected = truth.merge(late, on=key, how="left").fillna(0)
+    for column in ("views", "clicks", "purchases"):
+        expected[column] -= expected[f"{column}_dropped"]
+    expected = expected[expected[["views", "clicks", "purchases"]].sum(axis=1) > 0]
+    fired = expected[expected["window_start_ms"] + contract.WINDOW_MS - 1 <= final_wm]
+    assert (results["window_end_ms"] - 1 <= final_wm).all()
+    merged = fired.merge(results, on=key, how="outer", suffixes=("_truth", ""),
+                         indicator=True)
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
+    assert (merged["views"] == merged["views_truth"]).all()
+    assert (merged["clicks"] == merged["clicks_truth"]).all()
+    assert len(merged) >= 10  # at least one complete window of every campaign
+
+    # Malformed input: set aside with its reason; the job kept going past it.
+    rejects = pd.read_csv(out / "rejects.csv").set_index("reason")["count"].to_dict()
+    wanted = {reason: 0 for reason in contract.REJECT_REASONS}
+    for _raw, reason in injector.sent:
+        wanted[reason] += 1
+    assert rejects == wanted
+    letters = pd.read_csv(out / "flink" / "dead_letters.csv")
+    not_json = set(letters.loc[letters["reason"] == "not_json", "raw"])
+    assert not_json == {raw.decode() for raw, reason in injector.sent if reason == "not_json"}
+    assert summary["skipped_by_json_format"] == wanted["not_json"]
+    assert injector.sent_at_ms is not None and final_wm > injector.sent_at_ms
+
+    # Engine indicators sampled from outside: watermark, vertices, checkpoints, lag, CPU.
+    watermark = pd.read_csv(out / "metrics" / "watermark.csv")
+    assert len(watermark) >= 5 and watermark["watermark_ms"].is_monotonic_increasing
+    assert watermark["watermark_ms"].iloc[-1] == final_wm
+    vertices = pd.read_csv(out / "metrics" / "flink_vertices.csv")
+    assert vertices["busy_ms_per_s_max"].notna().any()
+    checkpoints = pd.read_csv(out / "metrics" / "flink_checkpoints.csv")
+    assert (checkpoints["status"] == "COMPLETED").sum() >= 5
+    lag = pd.read_csv(out / "metrics" / "lag.csv")
+    assert len(lag) and (lag["lag"] >= 0).all()
+    resources = pd.read_csv(out / "metrics" / "resources.csv")
+    assert (resources["name"] == "java").any()  # the Flink JVM was sampled
