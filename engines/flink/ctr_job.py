@@ -125,6 +125,7 @@ class JobConfig:
     delivery_guarantee: str
     jobmanager_address: str | None  # host:port of a remote cluster's REST; None: local
     rest_port: int  # REST port of the local mini-cluster (ignored for a remote cluster)
+    metrics_interval_ms: int  # how often the REST API refreshes the metrics it serves
     checkpoint_dir: str
     not_json_dead_letters: bool  # read the topic a second time, as text (see module doc)
     flink_options: dict[str, str] = field(default_factory=dict)  # extra Flink settings
@@ -140,7 +141,7 @@ class JobConfig:
         if missing:
             raise ValueError(f"flink job config: missing keys {missing}")
         for key in ("campaigns", "ads_per_campaign", "parallelism", "watermark_interval_ms",
-                    "checkpoint_interval_ms", "rest_port"):
+                    "checkpoint_interval_ms", "rest_port", "metrics_interval_ms"):
             if not isinstance(data[key], int) or data[key] < 1:
                 raise ValueError(f"flink job config key {key}: must be an integer >= 1")
         for key in ("watermark_delay_ms", "allowed_lateness_ms"):
@@ -575,6 +576,8 @@ def flink_settings(cfg: JobConfig) -> dict[str, str]:
         "execution.checkpointing.storage": "filesystem",
         "execution.checkpointing.dir": Path(cfg.checkpoint_dir).resolve().as_uri(),
         "web.checkpoints.history": "100",
+        # The REST API serves metrics it fetched at most this long ago (default 10 s).
+        "metrics.fetcher.update-interval": f"{cfg.metrics_interval_ms} ms",
     }
     if cfg.idle_timeout_ms is not None:
         settings["table.exec.source.idle-timeout"] = f"{cfg.idle_timeout_ms} ms"

@@ -130,7 +130,7 @@ def job_config(run_id: str, bootstrap: str, params: dict[str, Any], workload: di
             "parallelism", "watermark_delay_ms", "idle_timeout_ms", "allowed_lateness_ms",
             "watermark_interval_ms", "checkpoint_interval_ms", "state_backend",
             "delivery_guarantee", "jobmanager_address", "not_json_dead_letters",
-            "flink_options")},
+            "metrics_interval_ms", "flink_options")},
     })
 
 
