@@ -47,7 +47,8 @@ def _job_dict(**override: Any) -> dict[str, Any]:
         "idle_timeout_ms": 5000, "allowed_lateness_ms": 0, "watermark_interval_ms": 200,
         "checkpoint_interval_ms": 5000, "state_backend": "hashmap",
         "delivery_guarantee": "at-least-once", "jobmanager_address": None, "rest_port": 8081,
-        "metrics_interval_ms": 1000, "checkpoint_dir": "/tmp/cp", "not_json_dead_letters": True, "flink_options": {},
+        "metrics_interval_ms": 1000, "checkpoint_dir": "/tmp/cp", "not_json_dead_letters": True,
+        "flink_options": {},
     }
     return base | override
 
