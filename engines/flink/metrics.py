@@ -29,6 +29,7 @@ import csv
 import json
 import logging
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -55,6 +56,7 @@ NO_WATERMARK = -(2**63)  # Long.MIN_VALUE: no watermark received yet
 # window TVF ("GlobalWindowAggregate(groupBy=[ad_id]") or legacy group window
 # ("GroupWindowAggregate(groupBy=[ad_id]").
 WINDOW_OPERATOR_MARK = "WindowAggregate(groupBy=[ad_id]"
+CURRENT_OFFSET = re.compile(r"\.partition\.(\d+)\.currentOffset$")
 
 
 class RestError(RuntimeError):
@@ -115,6 +117,24 @@ class FlinkRest:
         rows = self.get(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics"
                         f"?get={matching[0]}&agg=sum")
         return float(rows[0]["sum"]) if rows else None
+
+    def consumed_offsets(self, job_id: str, vertex_id: str) -> dict[int, int]:
+        """Next offset to read per input partition of the Kafka source in ``vertex_id``:
+        its ``KafkaSourceReader...partition.<p>.currentOffset`` gauge (the offset of the
+        last record it emitted) + 1; partitions without a record yet are left out."""
+        names = [m["id"] for m in self.get(f"/jobs/{job_id}/vertices/{vertex_id}/metrics")
+                 if CURRENT_OFFSET.search(m["id"]) and "KafkaSourceReader" in m["id"]]
+        if not names:
+            return {}
+        rows = self.get(f"/jobs/{job_id}/vertices/{vertex_id}/metrics?get={','.join(names)}")
+        out: dict[int, int] = {}
+        for row in rows:
+            match = CURRENT_OFFSET.search(row["id"])
+            value = int(float(row.get("value", -1)))
+            if match and value >= 0:
+                partition = int(match.group(1))
+                out[partition] = max(out.get(partition, 0), value + 1)
+        return out
 
     def checkpoints(self, job_id: str) -> dict[str, Any]:
         return self.get(f"/jobs/{job_id}/checkpoints")

@@ -31,9 +31,12 @@ operator's watermark has not moved for ``max(2 s, 3 watermark intervals)``; (3) 
 checkpoint, triggered after that, completed -- so the sinks have flushed (at-least-once)
 or committed (exactly-once) the last windows.
 
-Lag. Flink commits the source's offsets to the group ``sdsbench-flink-<run id>`` on each
-completed checkpoint; ``metrics/lag.csv`` (the shared LAG_COLUMNS) pairs them with the
-topic's end offsets, so the lag's resolution is the checkpoint interval.
+Lag. ``metrics/lag.csv`` (the shared LAG_COLUMNS) pairs the topic's end offsets with the
+JSON source's position (its ``currentOffset`` gauge + 1 per partition, read through the
+REST API every ``metrics_interval_ms``): records in the topic the job has not read yet.
+The offsets Flink commits to the group ``sdsbench-flink-<run id>`` on each checkpoint
+(the ``committed_offset`` a Kafka tool would show) trail by up to a checkpoint interval;
+they are used only for the drain.
 
 Memory. PyFlink's local mode runs the whole engine in the gateway JVM it starts, which
 PyFlink gives no -Xmx (a quarter of RAM by default); the driver caps it with
@@ -238,7 +241,6 @@ class FlinkRun:
     sampler: RestSampler | None = None
     lag_sampler: Any = None
     lag_ends: Any = None
-    lag_committed: Any = None
     startup_s: float | None = None
     ready: dict[str, Any] = field(default_factory=dict)
     drain: dict[str, Any] = field(default_factory=dict)
@@ -312,14 +314,24 @@ class Pipeline:
                                f"see {run.paths.log}:\n{tail}")
 
     def _start_lag_sampler(self, ctx: Any, run: FlinkRun) -> None:
-        from sdsbench.measurement.lag import KafkaEndOffsets, KafkaGroupCommitted, LagSampler
+        from sdsbench.measurement.lag import KafkaEndOffsets, LagSampler
 
-        bootstrap = ctx.services.kafka_bootstrap
-        run.lag_committed = KafkaGroupCommitted(bootstrap, run.job.group_id, run.job.input_topic)
-        run.lag_ends = KafkaEndOffsets(bootstrap, run.job.input_topic)
-        run.lag_sampler = LagSampler(ctx.run_dir / "metrics" / "lag.csv", run.lag_ends,
-                                     run.lag_committed)
+        source = self._source_vertex(run)
+        run.lag_ends = KafkaEndOffsets(ctx.services.kafka_bootstrap, run.job.input_topic)
+        run.lag_sampler = LagSampler(
+            ctx.run_dir / "metrics" / "lag.csv", run.lag_ends,
+            lambda: run.rest.consumed_offsets(run.job_id, source),
+            interval_s=float(run.params["metrics_interval_ms"]) / 1000)
         run.lag_sampler.start()
+
+    @staticmethod
+    def _source_vertex(run: FlinkRun) -> str:
+        """The job vertex of the JSON source (the input every result depends on)."""
+        vertices = run.rest.job(run.job_id).get("vertices", [])
+        for vertex in vertices:
+            if vertex["name"].startswith("Source:") and ".events" in vertex["name"]:
+                return vertex["id"]
+        raise RuntimeError(f"no JSON source vertex in the job: {[v['name'] for v in vertices]}")
 
     def generator_sink(self, ctx: Any) -> dict[str, Any]:
         run: FlinkRun = ctx.extra["flink"]
@@ -387,10 +399,9 @@ class Pipeline:
         if run.lag_sampler is not None:
             run.lag_sampler.stop()
             run.lag_sampler = None
-        for client in (run.lag_ends, run.lag_committed):
-            if client is not None:
-                client.close()
-        run.lag_ends = run.lag_committed = None
+        if run.lag_ends is not None:
+            run.lag_ends.close()
+            run.lag_ends = None
 
     def collect(self, ctx: Any) -> None:
         from sdsbench.measurement.output_reader import read_output_topic, write_results
@@ -453,12 +464,9 @@ class Pipeline:
         if run.rest is None or run.job_id is None:
             return {}
         try:
-            vertices = run.rest.job(run.job_id).get("vertices", [])
-            source = next(v for v in vertices if v["name"].startswith("Source:")
-                          and ".events" in v["name"])
-            emitted = run.rest.operator_metric_sum(run.job_id, source["id"],
+            emitted = run.rest.operator_metric_sum(run.job_id, self._source_vertex(run),
                                                    "events.numRecordsOut")
-        except (RestError, StopIteration, KeyError) as exc:
+        except (RestError, RuntimeError, KeyError) as exc:
             log.warning("could not read the source's record count: %s", exc)
             return {}
         in_topic = sum((run.drain.get("input_end_offsets") or {}).values())
