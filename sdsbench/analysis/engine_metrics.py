@@ -81,10 +81,11 @@ def fire_horizon_ms(run: RunData, gen_end_ms: float, delay_ms: float) -> float:
     is an unfired tail window (see sdsbench.analysis.oracle).
 
     A1/A2 query every window up to the last stored click, and A3 fires every window once
-    the input has ended (``end_of_input`` in metrics/watermark.csv): no tail. Spark's
-    watermark moves only with new data, so after the input stops the windows above its
-    final watermark (metrics/spark_summary.json) are never emitted. Otherwise: the
-    generator's end minus the configured delay, where a bounded-delay watermark stops.
+    the input has ended (``end_of_input`` in metrics/watermark.csv): no tail. Spark's and
+    Flink's watermarks move only with new data, so after the input stops the windows above
+    their final watermark (metrics/spark_summary.json, metrics/flink_summary.json) are
+    never emitted. Otherwise: the generator's end minus the configured delay, where a
+    bounded-delay watermark stops.
     """
     if run.pipeline in ("a1", "a2"):
         return math.inf
@@ -96,6 +97,11 @@ def fire_horizon_ms(run: RunData, gen_end_ms: float, delay_ms: float) -> float:
         final = (run.metrics_json.get("spark_summary") or {}).get("final_watermark_ms")
         if final is not None:
             return float(final)
+    if run.pipeline == "flink":
+        # Flink fires [s, e) when its watermark reaches e - 1 (metrics/flink_summary.json).
+        final = (run.metrics_json.get("flink_summary") or {}).get("final_watermark_ms")
+        if final is not None:
+            return float(final) + 1.0
     return gen_end_ms - delay_ms
 
 
@@ -107,9 +113,11 @@ def _stats(frame: pd.DataFrame | None, column: str, prefix: str) -> dict[str, fl
 
 
 def indicators(run: RunData) -> dict[str, float]:
-    """Engine-specific indicators worth a column in the runs table (NaN when absent):
-    Spark's micro-batch durations and processing rate (metrics/spark_progress.csv, CTR
-    query only)."""
+    """Engine-specific indicators worth a column in the runs table (absent when the engine
+    does not export them): Spark's micro-batch durations and processing rate
+    (metrics/spark_progress.csv, CTR query only); Flink's backpressure and busy time of
+    the most loaded vertex (ms per second, metrics/flink_vertices.csv) and checkpoint
+    durations (metrics/flink_checkpoints.csv)."""
     out: dict[str, float] = {}
     progress = run.metric("spark_progress")
     if progress is not None and "query" in progress:
@@ -122,4 +130,22 @@ def indicators(run: RunData) -> dict[str, float]:
                       "processed_rows_per_second", "spark_processed_eps")
         out["spark_processed_eps_mean"] = rate["spark_processed_eps_mean"]
         out["spark_batches"] = float(len(ctr))
+    vertices = run.metric("flink_vertices")
+    if vertices is not None and "backpressured_ms_per_s_max" in vertices:
+        # Per tick, the most backpressured / busiest vertex; then over the run.
+        per_tick = vertices.groupby("time_ms")[
+            ["backpressured_ms_per_s_max", "busy_ms_per_s_max"]].max()
+        out["flink_backpressured_ms_per_s_mean"] = float(
+            per_tick["backpressured_ms_per_s_max"].mean())
+        out["flink_backpressured_ms_per_s_max"] = float(
+            per_tick["backpressured_ms_per_s_max"].max())
+        out["flink_busy_ms_per_s_mean"] = float(per_tick["busy_ms_per_s_max"].mean())
+    checkpoints = run.metric("flink_checkpoints")
+    if checkpoints is not None and "end_to_end_duration_ms" in checkpoints:
+        done = checkpoints
+        if "status" in checkpoints:
+            done = checkpoints[checkpoints["status"] == "COMPLETED"]
+        stats = _stats(done, "end_to_end_duration_ms", "flink_checkpoint_ms")
+        out |= {k: stats[k] for k in ("flink_checkpoint_ms_n", "flink_checkpoint_ms_p50",
+                                       "flink_checkpoint_ms_max")}
     return out

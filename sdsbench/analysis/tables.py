@@ -35,7 +35,8 @@ THRESHOLD_COLUMNS = (
     "latency_above_delay_ms_p99", "latency_from_last_insertion_ms_p95", "lag_slope_eps",
     "lag_max", "lag_final", "achieved_ratio", "generator_behind_ms_max",
     "watermark_lag_ms_p50", "watermark_lag_ms_max", "cpu_sut_mean_percent",
-    "criterion_sustainable", "correct",
+    "criterion_sustainable", "correct", "spark_batch_duration_ms_p95",
+    "flink_backpressured_ms_per_s_mean", "flink_checkpoint_ms_max",
 )
 
 
