@@ -48,7 +48,7 @@ def _job_dict(**override: Any) -> dict[str, Any]:
         "checkpoint_interval_ms": 5000, "state_backend": "hashmap",
         "delivery_guarantee": "at-least-once", "jobmanager_address": None, "rest_port": 8081,
         "metrics_interval_ms": 1000, "checkpoint_dir": "/tmp/cp", "not_json_dead_letters": True,
-        "flink_options": {},
+        "warmup_topic": None, "flink_options": {},
     }
     return base | override
 
@@ -96,6 +96,23 @@ def test_ddl_follows_the_contract() -> None:
     no_raw = JobConfig.from_dict(_job_dict(not_json_dead_letters=False))
     assert "raw_events" not in " ".join(ctr_job.ddl_statements(no_raw)
                                         + ctr_job.insert_statements(no_raw))
+
+
+def test_warmup_runs_the_same_plan_over_its_own_topic_into_blackholes() -> None:
+    cfg = JobConfig.from_dict(_job_dict(warmup_topic="w"))
+    warm = ctr_job.warmup_config(cfg)
+    statements = ctr_job.ddl_statements(warm, warmup=True)
+    sql = " ".join(statements)
+    assert "'topic' = 'w'" in sql and "'topic' = 'i'" not in sql
+    assert sql.count("'scan.bounded.mode' = 'latest-offset'") == 2  # JSON and raw sources
+    sinks = [s for s in statements if "`ctr_out`" in s or "`dead_letters`" in s
+             or "`late_events`" in s]
+    assert len(sinks) == 3 and all("'connector' = 'blackhole'" in s for s in sinks)
+    assert "'connector' = 'kafka'" not in " ".join(sinks)
+    assert "scan.bounded.mode" not in " ".join(ctr_job.ddl_statements(cfg))
+    assert "execution.checkpointing.interval" not in ctr_job.flink_settings(warm, False)
+    with pytest.raises(ValueError):
+        ctr_job.warmup_config(JobConfig.from_dict(_job_dict()))
 
 
 def test_intervals_are_exact_milliseconds() -> None:
@@ -250,7 +267,7 @@ def test_flink_run_matches_truth_minus_late_events(services: Any, tmp_path: Path
         "run": {"drain_timeout_s": 120},
     })
     params = {"watermark_delay_ms": 500, "parallelism": 1, "checkpoint_interval_ms": 1000,
-              "keep_topics": True}
+              "keep_topics": True, "warmup_events": 20_000}
     run_id = f"t-flink-{uuid.uuid4().hex[:6]}"
     spec = make_spec(config, "flink", "constant", 2000, params=params, run_id=run_id,
                      duration_s=20)

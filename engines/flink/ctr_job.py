@@ -62,7 +62,7 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +128,7 @@ class JobConfig:
     metrics_interval_ms: int  # how often the REST API refreshes the metrics it serves
     checkpoint_dir: str
     not_json_dead_letters: bool  # read the topic a second time, as text (see module doc)
+    warmup_topic: str | None  # synthetic events to run the plan over first; None: no warm-up
     flink_options: dict[str, str] = field(default_factory=dict)  # extra Flink settings
 
     @classmethod
@@ -197,8 +198,8 @@ class JobPaths:
         return self.flink_dir / "logs"  # the Flink JVM's own log4j files
 
     @property
-    def plan(self) -> Path:
-        return self.flink_dir / "plan.txt"  # EXPLAIN of the statement set
+    def sql(self) -> Path:
+        return self.flink_dir / "job.sql"  # the statements the job ran
 
     @property
     def ready(self) -> Path:
@@ -255,8 +256,8 @@ def plausible_time(event_time_ns: str, kafka_time: str) -> str:
 
 
 # ------------------------------------------------------------------ statements
-def _kafka_source_options(cfg: JobConfig, group_id: str) -> list[str]:
-    return [
+def _kafka_source_options(cfg: JobConfig, group_id: str, bounded: bool) -> list[str]:
+    options = [
         "'connector' = 'kafka'",
         f"'topic' = {literal(cfg.input_topic)}",
         f"'properties.bootstrap.servers' = {literal(cfg.bootstrap)}",
@@ -264,6 +265,9 @@ def _kafka_source_options(cfg: JobConfig, group_id: str) -> list[str]:
         # The topic is per run and the job starts before the generator: read all of it.
         "'scan.startup.mode' = 'earliest-offset'",
     ]
+    if bounded:  # the warm-up: stop at the end offsets found at start
+        options.append("'scan.bounded.mode' = 'latest-offset'")
+    return options
 
 
 def _kafka_sink_options(cfg: JobConfig, topic: str, name: str) -> list[str]:
@@ -286,13 +290,13 @@ def _with(options: list[str]) -> str:
     return "WITH (\n  " + ",\n  ".join(options) + "\n)"
 
 
-def source_ddl(cfg: JobConfig) -> str:
+def source_ddl(cfg: JobConfig, bounded: bool = False) -> str:
     """The input topic as JSON: the contract's fields, Kafka metadata, event time and
     the watermark (bounded out-of-orderness)."""
     time_ok = plausible_time(quote("event_time_ns"), quote("kafka_time"))
     ts = (f"CASE WHEN {time_ok} THEN TO_TIMESTAMP_LTZ({quote('event_time_ns')} / 1000000, 3)"
           f" ELSE TO_TIMESTAMP_LTZ(0, 3) END")
-    options = _kafka_source_options(cfg, cfg.group_id) + [
+    options = _kafka_source_options(cfg, cfg.group_id, bounded) + [
         "'format' = 'json'",
         # A record that is not JSON is skipped (the raw source dead-letters it); a field
         # that cannot be converted becomes NULL and the query rejects the record.
@@ -310,10 +314,10 @@ def source_ddl(cfg: JobConfig) -> str:
     )
 
 
-def raw_source_ddl(cfg: JobConfig) -> str:
+def raw_source_ddl(cfg: JobConfig, bounded: bool = False) -> str:
     """The input topic as text, to dead-letter records that are not JSON objects.
     Its own consumer group: the lag is measured on the JSON source's group."""
-    options = _kafka_source_options(cfg, cfg.group_id + "-raw") + ["'format' = 'raw'"]
+    options = _kafka_source_options(cfg, cfg.group_id + "-raw", bounded) + ["'format' = 'raw'"]
     return (
         "CREATE TEMPORARY TABLE `raw_events` (\n  `line` STRING,\n"
         "  `kafka_partition` INT METADATA FROM 'partition' VIRTUAL,\n"
@@ -542,12 +546,29 @@ def not_json_insert() -> str:
     )
 
 
-def ddl_statements(cfg: JobConfig) -> list[str]:
+def ddl_statements(cfg: JobConfig, warmup: bool = False) -> list[str]:
+    """The job's tables and views. ``warmup``: the same plan over the warm-up topic, read
+    to its end, into blackhole sinks (nothing is written to Kafka)."""
     catalog = contract.ad_catalog(cfg.campaigns, cfg.ads_per_campaign)
-    raw = [raw_source_ddl(cfg)] if cfg.not_json_dead_letters else []
-    return [source_ddl(cfg), *raw, classified_view(), checked_view(), ad_windows_view(cfg),
-            mapped_view(catalog), known_view(), sink_ddl(cfg), dead_letter_sink_ddl(cfg),
-            late_sink_ddl(cfg)]
+    raw = [raw_source_ddl(cfg, warmup)] if cfg.not_json_dead_letters else []
+    sinks = [sink_ddl(cfg), dead_letter_sink_ddl(cfg), late_sink_ddl(cfg)]
+    if warmup:
+        sinks = [blackhole(statement) for statement in sinks]
+    return [source_ddl(cfg, warmup), *raw, classified_view(), checked_view(),
+            ad_windows_view(cfg), mapped_view(catalog), known_view(), *sinks]
+
+
+def blackhole(sink_statement: str) -> str:
+    """The same sink table, discarding its rows."""
+    return sink_statement.split(" WITH (")[0] + " WITH ('connector' = 'blackhole')"
+
+
+def warmup_config(cfg: JobConfig) -> JobConfig:
+    """The job's config for the warm-up run over ``cfg.warmup_topic``."""
+    if cfg.warmup_topic is None:
+        raise ValueError("no warm-up topic")
+    return replace(cfg, input_topic=cfg.warmup_topic, group_id=cfg.group_id + "-warmup",
+                   run_id=cfg.run_id + "-warmup")
 
 
 def insert_statements(cfg: JobConfig) -> list[str]:
@@ -556,9 +577,10 @@ def insert_statements(cfg: JobConfig) -> list[str]:
 
 
 # ------------------------------------------------------------------ environment
-def flink_settings(cfg: JobConfig) -> dict[str, str]:
+def flink_settings(cfg: JobConfig, checkpointing: bool = True) -> dict[str, str]:
     """Flink configuration of the job (set before the environment, and so the local
-    mini-cluster, is created)."""
+    mini-cluster, is created). ``checkpointing=False`` for the bounded warm-up, which would
+    otherwise wait for a final checkpoint before it ends."""
     settings = {
         "pipeline.name": f"sdsbench-flink-{cfg.run_id}",
         # The connector as a local file: nothing is downloaded at run time.
@@ -570,15 +592,19 @@ def flink_settings(cfg: JobConfig) -> dict[str, str]:
         # Plan the views the INSERTs share (classification, the per-ad aggregation) once,
         # as common blocks: without it each INSERT gets its own copy of the per-event work.
         "table.optimizer.reuse-optimize-block-with-digest-enabled": "true",
-        "execution.checkpointing.interval": f"{cfg.checkpoint_interval_ms} ms",
-        "execution.checkpointing.mode": "EXACTLY_ONCE",
         "state.backend.type": cfg.state_backend,
-        "execution.checkpointing.storage": "filesystem",
-        "execution.checkpointing.dir": Path(cfg.checkpoint_dir).resolve().as_uri(),
         "web.checkpoints.history": "100",
-        # The REST API serves metrics it fetched at most this long ago (default 10 s).
-        "metrics.fetcher.update-interval": f"{cfg.metrics_interval_ms} ms",
+        # The REST API serves metrics it fetched at most this long ago (Flink's default is
+        # 10 s): the lag and watermark samples would be that stale.
+        "metrics.fetcher.update-interval": f"{min(cfg.metrics_interval_ms, 200)} ms",
     }
+    if checkpointing:
+        settings.update({
+            "execution.checkpointing.interval": f"{cfg.checkpoint_interval_ms} ms",
+            "execution.checkpointing.mode": "EXACTLY_ONCE",
+            "execution.checkpointing.storage": "filesystem",
+            "execution.checkpointing.dir": Path(cfg.checkpoint_dir).resolve().as_uri(),
+        })
     if cfg.idle_timeout_ms is not None:
         settings["table.exec.source.idle-timeout"] = f"{cfg.idle_timeout_ms} ms"
     if cfg.allowed_lateness_ms > 0:
@@ -599,21 +625,21 @@ def flink_settings(cfg: JobConfig) -> dict[str, str]:
     return settings
 
 
-def create_environment(cfg: JobConfig) -> TableEnvironment:
+def create_environment(cfg: JobConfig, checkpointing: bool = True) -> TableEnvironment:
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     conf = Configuration()
-    for key, value in flink_settings(cfg).items():
+    for key, value in flink_settings(cfg, checkpointing).items():
         conf.set_string(key, value)
     settings = (EnvironmentSettings.new_instance().in_streaming_mode()
                 .with_configuration(conf).build())
     return TableEnvironment.create(settings)
 
 
-def build(t_env: TableEnvironment, cfg: JobConfig) -> StatementSet:
+def build(t_env: TableEnvironment, cfg: JobConfig, warmup: bool = False) -> StatementSet:
     """Register the tables and views and return the statement set of the job's INSERTs."""
-    for statement in ddl_statements(cfg):
+    for statement in ddl_statements(cfg, warmup):
         t_env.execute_sql(statement)
     statements = t_env.create_statement_set()
     for insert in insert_statements(cfg):
@@ -642,6 +668,18 @@ def load_job_config(path: Path) -> JobConfig:
     return JobConfig.from_dict(data)
 
 
+def warm_up(cfg: JobConfig) -> None:
+    """Run the job's plan once over the warm-up topic (bounded, into blackhole sinks), in
+    the same JVM, before the real job: the Kafka client, JSON parsing and the window
+    operators are JIT-compiled before the first measured event arrives. Without it the
+    job needs ~10 s at 20k events/s to reach speed, and the first windows' latency
+    measures the JIT, not the engine."""
+    warm = warmup_config(cfg)
+    t0 = time.monotonic()
+    build(create_environment(warm, checkpointing=False), warm, warmup=True).execute().wait()
+    log.info("warm-up over %s took %.1f s", warm.input_topic, time.monotonic() - t0)
+
+
 def run(cfg: JobConfig, paths: JobPaths, poll_s: float = 0.5) -> int:
     """Submit the job, report it ready, keep it running until a stop request."""
     import pyflink
@@ -649,12 +687,14 @@ def run(cfg: JobConfig, paths: JobPaths, poll_s: float = 0.5) -> int:
     flag = _StopFlag()
     signal.signal(signal.SIGTERM, flag)
     signal.signal(signal.SIGINT, flag)
+    if cfg.warmup_topic is not None:
+        warm_up(cfg)
     t_env = create_environment(cfg)
     statements = build(t_env, cfg)
-    paths.plan.write_text(statements.explain())
     result = statements.execute()
     client = result.get_job_client()
     job_id = str(client.get_job_id())
+    paths.sql.write_text(";\n\n".join(ddl_statements(cfg) + insert_statements(cfg)) + ";\n")
     write_json_atomic(paths.ready, {
         "job_id": job_id,
         "rest_url": cfg.rest_url,

@@ -3,7 +3,9 @@
     prepare  per-run topics (input, output with LogAppendTime, dead letters, and the
              Flink-only late-event topic) + the job config (``flink/job_config.json``)
     start    the job process (own session; its JVM, which hosts the local mini-cluster,
-             is its child); wait until Flink's REST API shows every vertex RUNNING; start
+             is its child), which first runs its plan over a warm-up topic of synthetic
+             events (JIT warm-up, nothing written to Kafka; ``warmup_events``), then submits
+             the job; wait until Flink's REST API shows every vertex RUNNING; start
              the REST sampler (``engines.flink.metrics``) and the consumer-lag sampler
     drain    wait until the job committed the input's end offsets and its watermark has
              stopped moving, then for one more completed checkpoint (see below)
@@ -53,7 +55,9 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +79,7 @@ PARAM_KEYS = (
     "parallelism", "watermark_delay_ms", "idle_timeout_ms", "allowed_lateness_ms",
     "watermark_interval_ms", "checkpoint_interval_ms", "state_backend", "delivery_guarantee",
     "heap_mb", "not_json_dead_letters", "jobmanager_address", "metrics_interval_ms",
-    "startup_timeout_s", "stop_timeout_s", "keep_topics", "flink_options",
+    "startup_timeout_s", "stop_timeout_s", "keep_topics", "warmup_events", "flink_options",
 )
 # Same columns and vocabulary as A3's metrics/late.csv (policy drop | update).
 LATE_COLUMNS = (
@@ -114,9 +118,14 @@ def group_id(run_id: str) -> str:
     return f"sdsbench-flink-{run_id}"
 
 
+def warmup_topic(run_id: str) -> str:
+    return f"flink-warmup-{run_id}"
+
+
 def job_config(run_id: str, bootstrap: str, params: dict[str, Any], workload: dict[str, Any],
                jars: list[str], rest_port: int, paths: JobPaths) -> JobConfig:
     return JobConfig.from_dict({
+        "warmup_topic": warmup_topic(run_id) if params["warmup_events"] > 0 else None,
         "run_id": run_id,
         "bootstrap": bootstrap,
         "input_topic": contract.input_topic(run_id),
@@ -135,6 +144,39 @@ def job_config(run_id: str, bootstrap: str, params: dict[str, Any], workload: di
             "delivery_guarantee", "jobmanager_address", "not_json_dead_letters",
             "metrics_interval_ms", "flink_options")},
     })
+
+
+def warmup_records(n: int, catalog: contract.AdCatalog, now_ms: int) -> Iterator[bytes]:
+    """``n`` valid synthetic events (compact JSON, like the generator's) with event times
+    spread over the 30 s before ``now_ms - 60 s``, so the warm-up fires windows too."""
+    users = [str(uuid.UUID(int=i + 1)) for i in range(100)]
+    span_ns = 30_000 * 1_000_000
+    start_ns = (now_ms - 90_000) * 1_000_000
+    for i in range(n):
+        yield json.dumps({
+            "user_id": users[i % 100], "page_id": users[(i * 7) % 100],
+            "ad_id": catalog.ad_ids[(i * 7919) % catalog.n_ads],
+            "ad_type": contract.AD_TYPES[i % len(contract.AD_TYPES)],
+            "event_type": contract.EVENT_TYPES[i % len(contract.EVENT_TYPES)],
+            "event_time_ns": start_ns + span_ns * i // max(n, 1),
+            "insertion_time_ms": now_ms,
+        }, separators=(",", ":")).encode()
+
+
+def fill_warmup_topic(bootstrap: str, topic: str, n: int, catalog: contract.AdCatalog) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "queue.buffering.max.messages": 500_000})
+    for record in warmup_records(n, catalog, time.time_ns() // 1_000_000):
+        while True:
+            try:
+                producer.produce(topic, record)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(60) != 0:
+        raise RuntimeError(f"could not write the warm-up events to {topic}")
 
 
 def jvm_args(heap_mb: int) -> str:
@@ -266,6 +308,11 @@ class Pipeline:
         partitions = int(ctx.config["services"]["kafka"]["partitions"])
         create_run_topics(ctx.services, ctx.run_id, partitions)
         create_topic(ctx.services.kafka_bootstrap, job.late_topic, 1)
+        if job.warmup_topic is not None:
+            create_topic(ctx.services.kafka_bootstrap, job.warmup_topic, partitions)
+            catalog = contract.ad_catalog(job.campaigns, job.ads_per_campaign)
+            fill_warmup_topic(ctx.services.kafka_bootstrap, job.warmup_topic,
+                              int(params["warmup_events"]), catalog)
 
     def start(self, ctx: Any) -> None:
         run: FlinkRun = ctx.extra["flink"]
@@ -508,6 +555,7 @@ class Pipeline:
         if not run.params["keep_topics"]:
             try:
                 delete_run_topics(ctx.services, ctx.run_id)
-                delete_topics(ctx.services.kafka_bootstrap, [run.job.late_topic])
+                delete_topics(ctx.services.kafka_bootstrap,
+                              [t for t in (run.job.late_topic, run.job.warmup_topic) if t])
             except Exception as exc:  # noqa: BLE001 - results are collected; do not fail the run
                 log.warning("could not delete the run's topics: %s", exc)
