@@ -187,10 +187,16 @@ def _read_raw_topic(bootstrap: str, topic: str) -> list[bytes]:
 @pytest.mark.timeout(360)
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
                     "run `bash env/setup.sh spark`")
-def test_spark_run_matches_truth_minus_watermark_drops(services: Any, tmp_path: Path) -> None:
+def test_spark_run_matches_truth_minus_watermark_drops(
+    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sdsbench import runner
     from sdsbench.experiments import make_spec
-    from sdsbench.runner import execute_run
     from sdsbench.topics import delete_run_topics
+
+    # execute_run records the (external) endpoints in a state directory; a private one
+    # keeps this session apart from another one running in the same tree.
+    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
 
     config = load_config(overrides={
         "services": {"postgres": {"dsn": services.pg_dsn},
@@ -202,14 +208,14 @@ def test_spark_run_matches_truth_minus_watermark_drops(services: Any, tmp_path: 
     # Batches of at most 3 s of input: the watermark trails by a few seconds, less than
     # the disorder, whether Spark keeps up or not (a busy machine makes batches slow).
     params = {"watermark_delay_ms": 0, "trigger_ms": 500, "max_offsets_per_trigger": 6000,
-              "keep_topics": True, "warmup_events": 0}
+              "keep_topics": True, "warmup_events": 10_000}
     run_id = f"t-spark-{uuid.uuid4().hex[:6]}"
     spec = make_spec(config, "spark", "constant", 2000, params=params, run_id=run_id,
                      duration_s=20)
     injector = _Injector(services.kafka_bootstrap, contract.input_topic(run_id))
     injector.start()
     try:
-        out = execute_run(config, spec, tmp_path / "run")
+        out = runner.execute_run(config, spec, tmp_path / "run")
         injector.join(timeout=10)
         assert injector.error is None, injector.error
         raw_output = _read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
@@ -267,6 +273,12 @@ def test_spark_run_matches_truth_minus_watermark_drops(services: Any, tmp_path: 
         letters = {(row["raw"], row["reason"]) for row in csv.DictReader(fh)}
     assert letters == {(raw.decode(), reason) for raw, reason in injector.sent}
     assert injector.sent_at_ms is not None and final_wm > injector.sent_at_ms
+
+    # The warm-up ran in private topics and left nothing behind.
+    from sdsbench.services.kafka import list_topics
+
+    assert not [t for t in list_topics(services.kafka_bootstrap) if run_id in t]
+    assert json.loads((out / "spark" / "ready.json").read_text())["warmed_up"]
 
     # Spark's own indicators and the samplers' files.
     progress = pd.read_csv(out / "metrics" / "spark_progress.csv")

@@ -51,7 +51,7 @@ PIPELINE_NAME = "spark"
 OUTPUT_MODES = ("append", "update")
 CAMPAIGN_LOOKUPS = ("broadcast_join", "map_literal")
 CORRUPT_COLUMN = "_corrupt_record"
-WARMUP_TIMEOUT_S = 120.0  # longest wait for the queries' first batch before "ready"
+WARMUP_TIMEOUT_S = 120.0  # longest wait for a warm-up query, or the first batch
 
 
 # ------------------------------------------------------------------ configuration
@@ -332,7 +332,7 @@ def classified_events(source: DataFrame, spark: SparkSession, cfg: JobConfig) ->
     return joined.withColumn("reject_reason", reject_reason(F.col("raw")))
 
 
-def ctr_records(valid: DataFrame, cfg: JobConfig, streaming: bool = True) -> DataFrame:
+def ctr_records(valid: DataFrame, cfg: JobConfig) -> DataFrame:
     """Windowed CTR per campaign as Kafka records (``value`` = the contract's JSON)."""
     from pyspark.sql import functions as F
 
@@ -344,10 +344,9 @@ def ctr_records(valid: DataFrame, cfg: JobConfig, streaming: bool = True) -> Dat
         F.col("e.event_type").alias("event_type"),
         F.col("e.insertion_time_ms").alias("insertion_time_ms"),
     )
-    if streaming:
-        events = events.withWatermark("event_time", f"{cfg.watermark_delay_ms} milliseconds")
     windowed = (
-        events.groupBy(F.window("event_time", f"{contract.WINDOW_MS} milliseconds"), "campaign_id")
+        events.withWatermark("event_time", f"{cfg.watermark_delay_ms} milliseconds")
+        .groupBy(F.window("event_time", f"{contract.WINDOW_MS} milliseconds"), "campaign_id")
         .agg(
             F.count_if(F.col("event_type") == "view").alias("views"),
             F.count_if(F.col("event_type") == "click").alias("clicks"),
@@ -399,43 +398,73 @@ def dead_letter_records(rejected: DataFrame) -> DataFrame:
     )
 
 
-def warm_up(spark: SparkSession, cfg: JobConfig, events: int, rounds: int = 3) -> None:
-    """Run the job's parse -> classify -> window aggregation once per round in batch mode
-    over ``events`` synthetic valid events (built in the JVM, never sent to Kafka).
-
-    Why: the JVM compiles the hot path (JSON parsing, classification, hashing) only after
-    it ran for a while; without this the first data batches of the measured stream take
-    several times longer than later ones. Batch and streaming plans share these
-    expressions; the streaming-only parts (Kafka source, state store) still warm up on
-    the stream's first batch, which ``run`` waits for before reporting ready.
-    """
+def synthetic_events(spark: SparkSession, cfg: JobConfig, events: int) -> DataFrame:
+    """``events`` input records built in the JVM: valid events over the last 60 s, and one
+    in 1000 with an unknown event type (so the dead-letter path runs too)."""
     from pyspark.sql import functions as F
 
     catalog = contract.ad_catalog(cfg.campaigns, cfg.ads_per_campaign)
     now_ms = time.time_ns() // 1_000_000
-    ads = F.array(*[F.lit(ad) for ad in catalog.ad_ids])
-    types = F.array(*[F.lit(t) for t in contract.EVENT_TYPES])
     n = F.col("id")
+
+    def pick(values: tuple[str, ...]) -> Column:
+        return F.element_at(F.array(*[F.lit(v) for v in values]),
+                            (n % len(values) + 1).cast("int"))
+
     event = F.struct(
         F.concat(F.lit("u"), (n % 100).cast("string")).alias("user_id"),
         F.concat(F.lit("p"), (n % 97).cast("string")).alias("page_id"),
-        F.element_at(ads, (n % catalog.n_ads + 1).cast("int")).alias("ad_id"),
-        F.element_at(F.array(*[F.lit(t) for t in contract.AD_TYPES]),
-                     (n % len(contract.AD_TYPES) + 1).cast("int")).alias("ad_type"),
-        F.element_at(types, (n % len(contract.EVENT_TYPES) + 1).cast("int")).alias("event_type"),
-        ((F.lit(now_ms) - n % 60_000) * 1_000_000).alias("event_time_ns"),
+        pick(catalog.ad_ids).alias("ad_id"),
+        pick(contract.AD_TYPES).alias("ad_type"),
+        F.when(n % 1000 == 999, F.lit("x")).otherwise(pick(contract.EVENT_TYPES))
+        .alias("event_type"),
+        ((F.lit(now_ms - 60_000) + (n * 60_000 / events).cast("long")) * 1_000_000)
+        .alias("event_time_ns"),
         F.lit(now_ms).alias("insertion_time_ms"),
     )
-    source = spark.range(events, numPartitions=4).select(
-        F.to_json(event).cast("binary").alias("value"),
-        F.timestamp_millis(F.lit(now_ms)).alias("timestamp"),
-        F.lit(0).alias("partition"),
-        n.alias("offset"),
-    )
-    classified = classified_events(source, spark, cfg)
-    ctr = ctr_records(classified.where(F.col("reject_reason").isNull()), cfg, streaming=False)
-    for _ in range(rounds):
-        ctr.write.format("noop").mode("overwrite").save()
+    return spark.range(events, numPartitions=4).select(F.to_json(event).alias("value"))
+
+
+def warm_up(spark: SparkSession, cfg: JobConfig, paths: JobPaths, events: int) -> None:
+    """Run the job itself, once, over synthetic events in private topics, then drop them.
+
+    Why: Spark generates Java code per plan, and the JVM compiles the hot path (JSON
+    parsing, classification, the generated stages) only after it ran for a while; without
+    a warm-up the first ~30 s of a measured run have batches several times slower than
+    later ones. The warm-up queries are built by ``build`` like the real ones and differ
+    only in topic names and checkpoint, which are not part of the generated code, so
+    Spark's code cache hands the real queries the already compiled classes. The topics
+    ``warmup-*-<run id>`` are created and deleted here; the measured topics are untouched
+    and nothing of this reaches the run's metrics (the listener is added afterwards).
+    """
+    import dataclasses
+    import shutil
+
+    from sdsbench.services.kafka import create_topic, delete_topics
+
+    names = {"input_topic": f"warmup-in-{cfg.run_id}",
+             "output_topic": f"warmup-out-{cfg.run_id}",
+             "dead_letter_topic": f"warmup-dlq-{cfg.run_id}"}
+    wcfg = dataclasses.replace(cfg, **names,
+                               max_offsets_per_trigger=max(1, events // 4))  # a few batches
+    wpaths = JobPaths(paths.scratch / "warmup")
+    for topic in names.values():
+        create_topic(cfg.bootstrap, topic, 4 if topic == names["input_topic"] else 1,
+                     exist_ok=True)
+    try:
+        (synthetic_events(spark, cfg, events).write.format("kafka")
+         .option("kafka.bootstrap.servers", cfg.bootstrap)
+         .option("topic", names["input_topic"]).save())
+        job = build(spark, wcfg, wpaths)
+        queries = [job.ctr.trigger(availableNow=True).start(),
+                   job.dead_letter.trigger(availableNow=True).start()]
+        for query in queries:
+            query.awaitTermination(WARMUP_TIMEOUT_S)
+            if query.isActive:
+                query.stop()
+    finally:
+        delete_topics(cfg.bootstrap, list(names.values()))
+        shutil.rmtree(wpaths.run_dir, ignore_errors=True)
 
 
 @dataclass
@@ -496,7 +525,7 @@ def run(cfg: JobConfig, paths: JobPaths) -> int:
     spark = make_session(cfg, paths)
     recorder = ProgressRecorder(paths.progress_csv, paths.status)
     if cfg.warmup_events:
-        warm_up(spark, cfg, cfg.warmup_events)
+        warm_up(spark, cfg, paths, cfg.warmup_events)
     warmed_s = time.monotonic() - t0
     spark.streams.addListener(recorder)
     job = build(spark, cfg, paths)
