@@ -327,3 +327,18 @@ def test_a_resolved_threshold_spec_is_accepted_by_the_generator(config):
     spec = resolve_threshold_rate(expand_runs(config)["a3-mmpp-th2x"], {"t_h_eps": 10_000})
     run = validate_spec(spec, config)  # raises on an arrival key it does not know
     assert run.arrival.rate_eps == 20_000 and spec["rate_basis"] == "t_h"
+
+
+def test_oracle_counts_windows_off_by_exactly_the_reported_late_drops():
+    truth = _truth([(0, 0, 5, 2), (1, 0, 3, 3), (2, 0, 4, 4)])
+    results = _results([(0, 0, 4, 2, 1), (1, 0, 2, 3, 2)])  # (2, 0): all its events late
+    dropped = pd.DataFrame({"campaign_id": [0, 1, 2], "window_start_ms": [0, 0, 0],
+                            "views_dropped": [1, 0, 4], "clicks_dropped": [0, 0, 4]})
+    summary, per_window = oracle.check_results(truth, results, ["views", "clicks"],
+                                               dropped=dropped)
+    assert list(per_window["status"]) == ["late_dropped", "count_error", "late_dropped"]
+    assert summary["late_dropped_windows"] == 2
+    assert summary["correct"] is False and summary["correct_where_not_dropped"] is False
+    results.loc[1, "views"] = 3
+    summary, _ = oracle.check_results(truth, results, ["views", "clicks"], dropped=dropped)
+    assert summary["correct_where_not_dropped"] is True

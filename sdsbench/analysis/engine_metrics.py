@@ -63,6 +63,17 @@ def watermark_series(run: RunData) -> pd.DataFrame:
     return pd.DataFrame(columns=["time_ms", "watermark_ms"])
 
 
+def dropped_per_window(run: RunData) -> pd.DataFrame | None:
+    """Late events dropped per (campaign, window) with ``<type>_dropped`` columns
+    (metrics/late.csv of A3, Spark and Flink), or None."""
+    late = run.metric("late")
+    if late is None or not {"campaign_id", "window_start_ms"} <= set(late.columns):
+        return None
+    if not any(c.endswith("_dropped") for c in late.columns):
+        return None
+    return late
+
+
 def dropped_late_events(run: RunData, fields: tuple[str, ...]) -> float:
     """Late events the pipeline reports as dropped (of the counted event types when it
     says which); NaN when it does not report them."""

@@ -30,7 +30,12 @@ Definitions (as coded in ``check_results``):
   say); ``unexplained_deficit_events`` = deficit - dropped reported;
 - evaluable windows: expected windows up to the horizon plus those after it that the
   pipeline did report; ``exact_ratio`` = exact / evaluable;
-- ``correct``: every evaluable window is exact and nothing is extra.
+- late-dropped window: the final result plus the late events the pipeline reports
+  dropping in that window (per window: A3, Spark, Flink ``metrics/late.csv``) equals the
+  truth (a window whose events all came late may have no result at all);
+- ``correct``: every evaluable window is exact and nothing is extra;
+- ``correct_where_not_dropped``: every evaluable window is exact or late-dropped and
+  nothing is extra: the results match the truth exactly where no event was dropped.
 """
 
 from __future__ import annotations
@@ -77,13 +82,17 @@ def check_results(
     order: str | None = None,
     horizon_ms: float = math.inf,
     dropped_reported: float = math.nan,
+    dropped: pd.DataFrame | None = None,
     window_ms: int = WINDOW_MS,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Compare ``results`` with ``truth`` (see the module docstring).
 
+    ``dropped``: late events the pipeline reports dropping, per window (campaign_id,
+    window_start_ms, ``<field>_dropped``), when it reports them per window.
+
     Returns the summary (a flat dict) and a per-window table: every expected or reported
-    window with truth counts, first/final results and a ``status`` of exact, count_error,
-    missing, unfired_tail or extra.
+    window with truth counts, first/final results and a ``status`` of exact, late_dropped,
+    count_error, missing, unfired_tail or extra.
     """
     fields = list(fields)
     truth_counts = truth[[*KEY, *fields]].groupby(KEY, as_index=False).sum()
@@ -93,6 +102,10 @@ def check_results(
     merged = truth_counts.rename(columns={f: f"{f}_truth" for f in fields}).merge(
         got, on=KEY, how="outer", indicator=True
     )
+    if dropped is not None and len(dropped):
+        cols = [f"{f}_dropped" for f in fields if f"{f}_dropped" in dropped.columns]
+        per_window = dropped[[*KEY, *cols]].groupby(KEY, as_index=False).sum()
+        merged = merged.merge(per_window, on=KEY, how="left")
     merged["window_end_ms"] = merged["window_start_ms"] + window_ms
     in_truth = merged["_merge"] != "right_only"
     in_results = merged["_merge"] != "left_only"
@@ -101,8 +114,15 @@ def check_results(
     truth_vals = merged[[f"{f}_truth" for f in fields]].fillna(0).to_numpy(dtype=float)
     final_vals = merged[[f"{f}_final" for f in fields]].fillna(0).to_numpy(dtype=float)
     first_vals = merged[[f"{f}_first" for f in fields]].fillna(0).to_numpy(dtype=float)
+    dropped_vals = np.column_stack([
+        merged[f"{f}_dropped"].fillna(0).to_numpy(dtype=float) if f"{f}_dropped" in merged
+        else np.zeros(len(merged)) for f in fields
+    ]) if fields else np.zeros((len(merged), 0))
     diff = final_vals - truth_vals
     equal = (diff == 0).all(axis=1)
+    # The result plus the late events the pipeline says it dropped equals the truth.
+    explained = ~equal & (dropped_vals.sum(axis=1) > 0) & (
+        final_vals + dropped_vals == truth_vals).all(axis=1)
     first_equal = (first_vals == truth_vals).all(axis=1)
     # A reported window with all-zero counts and no truth row says nothing wrong.
     extra = ~in_truth & (final_vals.sum(axis=1) > 0)
@@ -110,12 +130,13 @@ def check_results(
     status = np.select(
         [
             in_truth & in_results & equal,
+            in_truth & explained & before_horizon,
             in_truth & in_results & ~equal,
             in_truth & ~in_results & before_horizon,
             in_truth & ~in_results & ~before_horizon,
             extra,
         ],
-        ["exact", "count_error", "missing", "unfired_tail", "extra"],
+        ["exact", "late_dropped", "count_error", "missing", "unfired_tail", "extra"],
         default="empty",
     )
     merged["status"] = status
@@ -127,6 +148,7 @@ def check_results(
     n_expected = int(in_truth.sum())
     n_expected_horizon = int((in_truth & (before_horizon | in_results)).sum())
     exact = int((status == "exact").sum())
+    late_dropped = int((status == "late_dropped").sum())
     count_errors = int((status == "count_error").sum())
     errors_after_horizon = int(((status == "count_error") & ~before_horizon).sum())
     missing = int((status == "missing").sum())
@@ -142,6 +164,7 @@ def check_results(
         "exact_windows": exact,
         "exact_ratio": exact / n_expected_horizon if n_expected_horizon else math.nan,
         "first_exact_windows": int(merged["first_exact"].sum()),
+        "late_dropped_windows": late_dropped,
         "count_error_windows": count_errors,
         "count_error_events": float(np.abs(diff[in_truth & in_results]).sum()),
         "missing_windows": missing,
@@ -161,6 +184,12 @@ def check_results(
         "horizon_ms": float(horizon_ms),
         # Evaluable windows are exact, count errors or missing, so this is "all exact".
         "correct": bool(n_expected_horizon > 0 and exact == n_expected_horizon and extra_n == 0),
+        # Exact wherever no event was dropped, and elsewhere off by exactly the events the
+        # pipeline reports dropping.
+        "correct_where_not_dropped": bool(
+            n_expected_horizon > 0 and exact + late_dropped == n_expected_horizon
+            and extra_n == 0
+        ),
         "errors_after_horizon": errors_after_horizon,
     }
     per_window = merged.drop(columns="_merge")

@@ -123,6 +123,8 @@ def _correctness(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "pipeline": pipeline,
             "runs": len(part),
             "correct_runs": sum(1 for r in part if r.get("correct")),
+            "consistent_runs": sum(1 for r in part if r.get("correct_where_not_dropped")),
+            "late_dropped_windows": sum(r.get("late_dropped_windows") or 0 for r in part),
             "exact_windows": sum(r.get("exact_windows") or 0 for r in part),
             "evaluable_windows": sum(r.get("evaluable_windows") or 0 for r in part),
             "missing_windows": sum(r.get("missing_windows") or 0 for r in part),

@@ -188,7 +188,8 @@ def summarize_run(
     dropped = engine_metrics.dropped_late_events(run, fields)
     truth = run.truth
     check, per_window = oracle.check_results(
-        truth, results, fields, order=order, horizon_ms=horizon, dropped_reported=dropped
+        truth, results, fields, order=order, horizon_ms=horizon, dropped_reported=dropped,
+        dropped=engine_metrics.dropped_per_window(run),
     )
     if run.final_counts is not None:
         # A1/A2: the query-time answers may miss rows that landed after their query; the

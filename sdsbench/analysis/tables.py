@@ -18,10 +18,12 @@ import pandas as pd
 CORRECTNESS_COLUMNS = (
     "run_id", "pipeline", "process", "offered_rate_eps", "correctness_source", "fields",
     "expected_windows", "evaluable_windows", "exact_windows", "exact_ratio",
-    "first_exact_windows", "count_error_windows", "count_error_events", "missing_windows",
+    "first_exact_windows", "late_dropped_windows", "count_error_windows", "count_error_events",
+    "missing_windows",
     "unfired_tail_windows", "extra_windows", "duplicate_windows", "changed_windows",
     "truth_events", "deficit_events", "excess_events", "delayed_events_sent",
     "dropped_events_reported", "unexplained_deficit_events", "rejected_events", "correct",
+    "correct_where_not_dropped",
 )
 SEARCH_COLUMNS = (
     "search_id", "pipeline", "process", "rate_eps", "run_id", "sustainable", "sustainable_now",

@@ -20,8 +20,8 @@ CAPTION = (
     "run). Shaded: the MMPP high-rate state (from generator/mmpp_states.csv). Dots: per "
     "window and campaign, latency from window end minus the configured watermark delay; "
     "grey, right axis: events sent per second."
-    " Only windows that end while input flows are shown (those the latency statistics"
-    " count)."
+    " Filled: windows that end while input flows (those the latency statistics count);"
+    " open: the last windows, fired at the end of the input."
 )
 
 
@@ -36,9 +36,13 @@ def draw(ctx: FigureContext) -> Figure:
         start, end = s["generator_start_ms"], s["generator_end_ms"]
         pipeline = s["pipeline"]
         shade_mmpp_high(ax, series, start, end)
-        w = steady_windows(ctx.windows(run_id), "latency_above_delay_ms")
+        windows = ctx.windows(run_id).dropna(subset=["latency_above_delay_ms"])
+        w = steady_windows(windows, "latency_above_delay_ms")
+        tail = windows.drop(w.index)
         ax.plot((w["window_end_ms"] - start) / 1000, w["latency_above_delay_ms"], "o", ms=3,
                 color=color(pipeline))
+        ax.plot((tail["window_end_ms"] - start) / 1000, tail["latency_above_delay_ms"], "o",
+                ms=3, mfc="white", color=color(pipeline))
         sent = series_of(series, "sent_eps")
         ax2 = ax.twinx()
         ax2.plot((sent["time_ms"] - start) / 1000, sent["value"] / 1000, color="0.5", lw=1)

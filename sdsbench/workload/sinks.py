@@ -240,7 +240,7 @@ class KafkaSink:
             pass  # local queue full: the caller waits and offers the rest
         self._producer.poll(0)
         self.messages += accepted
-        self.bytes += sum(map(len, lines[:accepted]))
+        self.bytes += sum(map(len, lines if accepted == len(lines) else lines[:accepted]))
         return accepted
 
     def wait_for_space(self, timeout_s: float) -> None:
