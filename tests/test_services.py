@@ -93,7 +93,16 @@ def test_kafka_produce_consume_exactly(kafka_bootstrap):
     topic, n, partitions = _topic(), 5000, 4
     ksvc.create_topic(kafka_bootstrap, topic, partitions=partitions)
     assert topic in ksvc.list_topics(kafka_bootstrap)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5, "acks": "all"})
+    # Idempotence is what guarantees no duplicate and no reordering when librdkafka
+    # retries under load (without it the order check below fails on a busy machine).
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "linger.ms": 5,
+            "acks": "all",
+            "enable.idempotence": True,
+        }
+    )
     errors: list[object] = []
     for i in range(n):
         producer.produce(
