@@ -96,7 +96,9 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
                 generators = launch_generators(
                     spec, config, pipeline.generator_sink(ctx), run_dir / "generator"
                 )
-                ctx.processes.extend(generators.processes)
+                # Generators are not the SUT: kept out of ctx.processes so the "sut"
+                # CPU rows are the pipeline's alone (the generator reports its own
+                # loop CPU in generator/summary.json).
                 generators.wait()
             pipeline.drain(ctx, float(config["run"]["drain_timeout_s"]))
             pipeline.collect(ctx)
