@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from sdsbench.rundir import atomic_run_dir, write_json_atomic
 log = logging.getLogger("sdsbench.runner")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVICES_STATE_DIR = REPO_ROOT / ".run" / "services"
+# Where the shared service stack records itself; SDSBENCH_SERVICES_DIR lets two
+# checkouts (or a test session) keep separate stacks.
+SERVICES_STATE_DIR = Path(os.environ.get("SDSBENCH_SERVICES_DIR", REPO_ROOT / ".run" / "services"))
 PIPELINES = ("a1", "a2", "a3", "spark", "flink")
 
 
