@@ -406,11 +406,12 @@ AD_AGGREGATES = (
 )
 
 
-def ad_windows_view(cfg: JobConfig) -> str:
+def ad_windows_view(name: str, legacy: bool) -> str:
     """First aggregation: per ad and 10 s event-time window (the only per-event state).
-    Window TVF without allowed lateness; the legacy group window with it."""
+    Window TVF (``legacy=False``); the legacy group window, whose late firings the
+    ``table.exec.emit.*`` settings control, for allowed lateness."""
     window = interval_ms(contract.WINDOW_MS)
-    if cfg.allowed_lateness_ms > 0:
+    if legacy:
         body = (
             f"SELECT `ad_id`, TUMBLE_START(`ts`, {window}) AS `ad_window_start`, "
             f"TUMBLE_END(`ts`, {window}) AS `ad_window_end`, {AD_AGGREGATES} "
@@ -423,24 +424,45 @@ def ad_windows_view(cfg: JobConfig) -> str:
             f"FROM TABLE(TUMBLE(TABLE `checked_events`, DESCRIPTOR(`ts`), {window})) "
             "GROUP BY `ad_id`, `window_start`, `window_end`, `window_time`"
         )
-    return f"CREATE TEMPORARY VIEW `ad_windows` AS {body}"
+    return f"CREATE TEMPORARY VIEW {quote(name)} AS {body}"
 
 
-def mapped_view(catalog: contract.AdCatalog) -> str:
-    """Each (ad, window) row with its campaign (NULL: unknown ad).
+def mapped_view(catalog: contract.AdCatalog, source: str, name: str) -> str:
+    """Each (ad, window) row of ``source`` with its campaign (NULL: unknown ad).
 
     The lookup is guarded by ``events > 0`` (always true) on purpose: an expression of the
     group key alone would let the planner push the filters on ``campaign_id`` below the
     aggregation, i.e. run the linear lookup once per event instead of once per (ad,
     window) -- and plan the aggregation twice (one copy per filter)."""
-    return (f"CREATE TEMPORARY VIEW `ad_windows_mapped` AS SELECT *, CASE WHEN `events` > 0 "
-            f"THEN {ad_campaign(catalog)} END AS `campaign_id` FROM `ad_windows`")
+    return (f"CREATE TEMPORARY VIEW {quote(name)} AS SELECT *, CASE WHEN `events` > 0 "
+            f"THEN {ad_campaign(catalog)} END AS `campaign_id` FROM {quote(source)}")
 
 
 def known_view() -> str:
     """(ad, window) rows of catalog ads."""
     return ("CREATE TEMPORARY VIEW `ad_windows_known` AS SELECT * FROM `ad_windows_mapped` "
             "WHERE `campaign_id` IS NOT NULL")
+
+
+def aggregation_views(cfg: JobConfig, catalog: contract.AdCatalog) -> list[str]:
+    """The first aggregation and its campaign lookup. With allowed lateness the legacy
+    window's late firings are updates, which the append-only dead-letter topic cannot
+    take: the unknown-ad records are then the first firings only (TO_CHANGELOG, op
+    INSERT: the on-time events); the late ones reach the driver through the late topic."""
+    legacy = cfg.allowed_lateness_ms > 0
+    views = [ad_windows_view("ad_windows", legacy=legacy),
+             mapped_view(catalog, "ad_windows", "ad_windows_mapped"), known_view()]
+    if legacy:
+        columns = ("ad_id", "ad_window_start", "ad_window_end", "views", "clicks", "events",
+                   "min_insertion_ms", "max_insertion_ms", "campaign_id")
+        views.append(f"CREATE TEMPORARY VIEW `unknown_ad_source` AS SELECT "
+                     f"{', '.join(quote(c) for c in columns)} "
+                     "FROM TO_CHANGELOG(input => TABLE `ad_windows_mapped`) "
+                     "WHERE `op` = 'INSERT'")
+    else:
+        views.append("CREATE TEMPORARY VIEW `unknown_ad_source` AS "
+                     "SELECT * FROM `ad_windows_mapped`")
+    return views
 
 
 def sink_ddl(cfg: JobConfig) -> str:
@@ -454,6 +476,14 @@ def sink_ddl(cfg: JobConfig) -> str:
             "'key.format' = 'json'",
             "'value.format' = 'json'",
             f"'sink.delivery-guarantee' = {literal(cfg.delivery_guarantee)}",
+            # The second level is a regular aggregation of the first level's update
+            # stream: it updates a window once per (ad, window) row it receives. The sink
+            # buffer keeps the last update per key for up to 100 ms, so a firing becomes
+            # one record per window (Flink's mini-batch would do the same upstream, but
+            # its processing-time assigner replaces the watermarks the late-event filter
+            # reads).
+            "'sink.buffer-flush.max-rows' = '10000'",
+            "'sink.buffer-flush.interval' = '100 ms'",
         ]
         if cfg.delivery_guarantee == "exactly-once":
             options.append(f"'sink.transactional-id-prefix' = {literal(cfg.run_id + '-ctr')}")
@@ -489,9 +519,13 @@ def ctr_insert(cfg: JobConfig) -> str:
             "MIN(`min_insertion_ms`) AS `min_insertion_ms`, "
             "MAX(`max_insertion_ms`) AS `max_insertion_ms`")
     if cfg.allowed_lateness_ms > 0:
-        inner = (f"SELECT `campaign_id`, `ad_window_start` AS `w_start`, "
-                 f"`ad_window_end` AS `w_end`, {sums} FROM `ad_windows_known` "
-                 "GROUP BY `campaign_id`, `ad_window_start`, `ad_window_end`")
+        # Grouped by the output's own key columns (epoch ms), so the planner sees that
+        # the update stream's key is the upsert sink's primary key.
+        start, end = epoch_ms("`ad_window_start`"), epoch_ms("`ad_window_end`")
+        inner = (f"SELECT `campaign_id`, `window_start_ms`, MAX(`window_end_ms`) "
+                 f"AS `window_end_ms`, {sums} FROM (SELECT *, CAST({start} AS BIGINT) AS "
+                 f"`window_start_ms`, CAST({end} AS BIGINT) AS `window_end_ms` "
+                 "FROM `ad_windows_known`) GROUP BY `campaign_id`, `window_start_ms`")
     else:
         # w_start/w_end: the first level's bounds, equal to this window's (same size);
         # read from the first level so both of its consumers use the same columns.
@@ -505,8 +539,10 @@ def ctr_insert(cfg: JobConfig) -> str:
     columns = {
         "pipeline": literal(PIPELINE_NAME),
         "campaign_id": "`campaign_id`",
-        "window_start_ms": f"CAST({epoch_ms('`w_start`')} AS BIGINT)",
-        "window_end_ms": f"CAST({epoch_ms('`w_end`')} AS BIGINT)",
+        "window_start_ms": ("`window_start_ms`" if cfg.allowed_lateness_ms > 0
+                            else f"CAST({epoch_ms('`w_start`')} AS BIGINT)"),
+        "window_end_ms": ("`window_end_ms`" if cfg.allowed_lateness_ms > 0
+                          else f"CAST({epoch_ms('`w_end`')} AS BIGINT)"),
         "views": "`views`",
         "clicks": "`clicks`",
         "ctr": "CASE WHEN `views` = 0 THEN CAST(NULL AS DOUBLE) "
@@ -549,20 +585,23 @@ def dead_letter_insert() -> str:
     )
 
 
-def unknown_ad_insert() -> str:
+def unknown_ad_insert(cfg: JobConfig) -> str:
     """Events of an ad outside the catalog, one record per (ad, window) with their count
     (the ad is looked up after the first aggregation; see ``ad_campaign``)."""
-    # Every column of the first aggregation (see known_view).
-    raw = ("JSON_OBJECT(KEY 'ad_id' VALUE `ad_id`, "
-           f"KEY 'window_start_ms' VALUE CAST({epoch_ms('`ad_window_start`')} AS BIGINT), "
-           f"KEY 'window_end_ms' VALUE CAST({epoch_ms('`ad_window_end`')} AS BIGINT), "
-           f"KEY 'window_time_ms' VALUE CAST({epoch_ms('`ad_window_time`')} AS BIGINT), "
-           "KEY 'events' VALUE `events`, KEY 'views' VALUE `views`, KEY 'clicks' VALUE `clicks`, "
-           "KEY 'min_insertion_ms' VALUE `min_insertion_ms`, "
-           "KEY 'max_insertion_ms' VALUE `max_insertion_ms`)")
+    fields = [("ad_id", "`ad_id`"),
+              ("window_start_ms", f"CAST({epoch_ms('`ad_window_start`')} AS BIGINT)"),
+              ("window_end_ms", f"CAST({epoch_ms('`ad_window_end`')} AS BIGINT)"),
+              ("events", "`events`"), ("views", "`views`"), ("clicks", "`clicks`"),
+              ("min_insertion_ms", "`min_insertion_ms`"),
+              ("max_insertion_ms", "`max_insertion_ms`")]
+    if cfg.allowed_lateness_ms == 0:
+        # Every column of the first aggregation, as the CTR path reads it, so that Flink
+        # plans that aggregation once for both (sub-plan reuse).
+        fields.append(("window_time_ms", f"CAST({epoch_ms('`ad_window_time`')} AS BIGINT)"))
+    raw = "JSON_OBJECT(" + ", ".join(f"KEY '{k}' VALUE {v}" for k, v in fields) + ")"
     return (
         "INSERT INTO `dead_letters` SELECT 'unknown_ad', `events`, CAST(NULL AS BIGINT), "
-        f"CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), {raw} FROM `ad_windows_mapped` "
+        f"CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), {raw} FROM `unknown_ad_source` "
         "WHERE `campaign_id` IS NULL"
     )
 
@@ -585,8 +624,7 @@ def ddl_statements(cfg: JobConfig, warmup: bool = False) -> list[str]:
     if warmup:
         sinks = [blackhole(statement) for statement in sinks]
     return [source_ddl(cfg, warmup), *raw, classified_view(), checked_view(),
-            late_candidates_view(), ad_windows_view(cfg), mapped_view(catalog), known_view(),
-            *sinks]
+            late_candidates_view(), *aggregation_views(cfg, catalog), *sinks]
 
 
 def blackhole(sink_statement: str) -> str:
@@ -604,7 +642,8 @@ def warmup_config(cfg: JobConfig) -> JobConfig:
 
 def insert_statements(cfg: JobConfig) -> list[str]:
     raw = [not_json_insert()] if cfg.not_json_dead_letters else []
-    return [ctr_insert(cfg), late_insert(cfg), dead_letter_insert(), unknown_ad_insert(), *raw]
+    return [ctr_insert(cfg), late_insert(cfg), dead_letter_insert(), unknown_ad_insert(cfg),
+            *raw]
 
 
 # ------------------------------------------------------------------ environment
