@@ -23,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sdsbench.config import load_config  # noqa: E402
 from sdsbench.experiments import expand_runs, searches  # noqa: E402
 
-# Seconds of start-up + drain per run beyond the generator's duration; first measured
-# with the smoke runs of 2026-11-24 (a1 12 s, a2 14 s, a3 10 s); Spark and Flink are
-# placeholders until measured (scripts/estimate_runtime.py --measured data/quick/raw).
-DEFAULT_OVERHEAD_S = {"a1": 12.0, "a2": 14.0, "a3": 12.0, "spark": 90.0, "flink": 45.0}
+# Seconds of start-up + drain per run beyond the generator's duration: medians of the
+# quick profile's runs of 2026-11-24 on the reference machine (with other work on it).
+DEFAULT_OVERHEAD_S = {"a1": 6.0, "a2": 11.0, "a3": 3.0, "spark": 50.0, "flink": 64.0}
 
 
 def measured_overheads(raw_dirs: list[Path]) -> dict[str, float]:
@@ -57,11 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         trials += n
         per_pipeline[s["pipeline"]] += n * (float(config["search"]["trial_duration_s"])
                                             + overhead[s["pipeline"]])
+    bench = config["experiments"]["generator_bench"]
+    if bench["enabled"]:
+        # Measured: ~9 trials per configuration (ramp x2 + bisection) of trial_s plus ~3 s
+        # start each, and ~1 minute for the hot path, the clients and the broker.
+        configs = len(bench["processes"]) * len(bench["compression"])
+        per_pipeline["generator bench"] = configs * 9 * (float(bench["trial_s"]) + 3) + 60
+        overhead["generator bench"] = 0.0
     total = sum(per_pipeline.values())
     print(f"profile {config['profile']}: {len(runs)} runs + at most {trials} search trials")
     for pipeline, seconds in sorted(per_pipeline.items()):
-        print(f"  {pipeline:6s} {seconds / 60:7.1f} min  (overhead {overhead[pipeline]:.0f} s/run)")
-    print(f"  total  {total / 60:7.1f} min = {total / 3600:.1f} h (upper bound for the searches)")
+        print(f"  {pipeline:15s} {seconds / 60:7.1f} min  (+{overhead[pipeline]:.0f} s per run)")
+    print(f"  {'total':15s} {total / 60:7.1f} min = {total / 3600:.1f} h (searches: upper bound)")
     return 0
 
 
