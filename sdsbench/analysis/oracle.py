@@ -111,9 +111,11 @@ def check_results(
     in_results = merged["_merge"] != "left_only"
     before_horizon = merged["window_end_ms"] <= horizon_ms
 
-    truth_vals = merged[[f"{f}_truth" for f in fields]].fillna(0).to_numpy(dtype=float)
-    final_vals = merged[[f"{f}_final" for f in fields]].fillna(0).to_numpy(dtype=float)
-    first_vals = merged[[f"{f}_first" for f in fields]].fillna(0).to_numpy(dtype=float)
+    def values(suffix: str) -> np.ndarray:
+        cols = merged[[f"{f}_{suffix}" for f in fields]].apply(pd.to_numeric, errors="coerce")
+        return cols.fillna(0).to_numpy(dtype=float)
+
+    truth_vals, final_vals, first_vals = values("truth"), values("final"), values("first")
     dropped_vals = np.column_stack([
         merged[f"{f}_dropped"].fillna(0).to_numpy(dtype=float) if f"{f}_dropped" in merged
         else np.zeros(len(merged)) for f in fields
