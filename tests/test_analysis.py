@@ -342,3 +342,14 @@ def test_oracle_counts_windows_off_by_exactly_the_reported_late_drops():
     results.loc[1, "views"] = 3
     summary, _ = oracle.check_results(truth, results, ["views", "clicks"], dropped=dropped)
     assert summary["correct_where_not_dropped"] is True
+
+
+def test_a_run_that_emitted_nothing_is_all_missing_not_a_crash(tmp_path, config):
+    spec = make_spec(config, "flink", "spp", 20_000, duration_s=30)
+    run = fabricate_run(tmp_path / "r", spec, config, delay_ms=2000)
+    header = (run / "results.csv").read_text().splitlines()[0]
+    (run / "results.csv").write_text(header + "\n")
+    summary, _, _ = summarize_run(run, config)
+    assert summary["result_windows"] == 0 and summary["missing_windows"] > 0
+    assert math.isnan(summary["latency_above_delay_ms_p95"])
+    assert summary["criterion_sustainable"] is False
