@@ -179,11 +179,14 @@ class _Metrics:
 
     def __init__(self, path: Path, index: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists()  # a restarted consumer appends to its predecessor's file
+        # A restarted consumer appends to its predecessor's file; a predecessor killed
+        # before its first flush leaves an empty file, which still needs the header.
+        new = not path.exists() or path.stat().st_size == 0
         self._fh = path.open("a", newline="")
         self._csv = csv.writer(self._fh)
         if new:
             self._csv.writerow(METRIC_COLUMNS)
+            self._fh.flush()
         self._index = index
         self._second = time.time_ns() // 1_000_000_000
         self._reset()
