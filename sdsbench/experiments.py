@@ -27,9 +27,20 @@ def derive_seed(master_seed: int, run_id: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def pipeline_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    """The pipeline's config section with the run's own overrides applied."""
-    return deep_merge(config.get(spec["pipeline"], {}), spec.get("params", {}))
+def pipeline_params(
+    config: dict[str, Any], spec: dict[str, Any], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The pipeline's config section with the run's own overrides applied; a key of
+    ``required`` that is missing raises ConfigError naming ``<pipeline>.<key>``."""
+    params = deep_merge(config.get(spec["pipeline"], {}), spec.get("params", {}))
+    missing = [k for k in required if k not in params]
+    if missing:
+        from sdsbench.config import ConfigError
+
+        raise ConfigError(
+            f"config key {spec['pipeline']}.{missing[0]}: missing (see config/schema.yaml)"
+        )
+    return params
 
 
 def make_spec(

@@ -72,7 +72,6 @@ from typing import Any
 from engines.flink.ctr_job import REJECT_COLUMNS, JobConfig, JobPaths, late_topic
 from engines.flink.metrics import FlinkRest, RestError, RestSampler, write_csv_atomic
 from sdsbench import contract
-from sdsbench.config import ConfigError
 from sdsbench.experiments import pipeline_params
 from sdsbench.rundir import write_json_atomic
 
@@ -98,11 +97,7 @@ EVENT_TYPE_COLUMNS = {"view": "views", "click": "clicks", "purchase": "purchases
 
 def flink_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """The run's ``flink:`` settings (config section + run overrides), all keys present."""
-    params = pipeline_params(config, spec)
-    missing = [k for k in PARAM_KEYS if k not in params]
-    if missing:
-        raise ConfigError(f"config key flink.{missing[0]}: missing (see config/schema.yaml)")
-    return params
+    return pipeline_params(config, spec, required=PARAM_KEYS)
 
 
 def flink_python() -> Path:

@@ -43,7 +43,6 @@ from typing import Any
 
 from engines.spark.ctr_job import JobConfig, JobPaths
 from sdsbench import contract
-from sdsbench.config import ConfigError
 from sdsbench.experiments import pipeline_params
 from sdsbench.rundir import write_json_atomic
 
@@ -65,11 +64,7 @@ WATERMARK_COLUMNS = ("time_ms", "watermark_ms", "batch_id")
 
 def spark_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """The run's ``spark:`` settings (config section + run overrides), all keys present."""
-    params = pipeline_params(config, spec)
-    missing = [k for k in PARAM_KEYS if k not in params]
-    if missing:
-        raise ConfigError(f"config key spark.{missing[0]}: missing (see config/schema.yaml)")
-    return params
+    return pipeline_params(config, spec, required=PARAM_KEYS)
 
 
 def spark_python() -> Path:
