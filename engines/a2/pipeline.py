@@ -257,15 +257,7 @@ class Pipeline:
         self._cleanup(ctx, st)
 
     def _cleanup(self, ctx: Any, st: _State) -> None:
-        from sdsbench.topics import delete_run_topics
+        from engines.common import pg_schema
 
-        if st.params.get("keep_data"):
-            return
-        try:
-            delete_run_topics(ctx.services, ctx.run_id)
-        except Exception as exc:  # noqa: BLE001 - cleanup must not hide the run's outcome
-            log.warning("a2: deleting topics failed: %s", exc)
-        try:
-            pg_schema.drop_run_schema(ctx.services.pg_dsn, st.schema)
-        except psycopg.Error as exc:
-            log.warning("a2: dropping schema %s failed: %s", st.schema, exc)
+        if not st.params.get("keep_data"):
+            pg_schema.drop_run_artifacts(ctx.services, ctx.run_id, st.schema, "a2")

@@ -439,15 +439,6 @@ class Pipeline:
 
     def _cleanup(self, ctx: Any, st: _State) -> None:
         from engines.common import pg_schema
-        from sdsbench.topics import delete_run_topics
 
-        if st.params.get("keep_data"):
-            return
-        try:
-            delete_run_topics(ctx.services, ctx.run_id)
-        except Exception as exc:  # noqa: BLE001 - cleanup must not hide the run's outcome
-            log.warning("a3: deleting topics failed: %s", exc)
-        try:
-            pg_schema.drop_run_schema(ctx.services.pg_dsn, st.schema)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("a3: dropping schema %s failed: %s", st.schema, exc)
+        if not st.params.get("keep_data"):
+            pg_schema.drop_run_artifacts(ctx.services, ctx.run_id, st.schema, "a3")

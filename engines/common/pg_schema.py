@@ -35,6 +35,7 @@ index maintenance for no benefit to this query.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -43,6 +44,8 @@ import psycopg
 from psycopg import sql
 
 from sdsbench import contract
+
+log = logging.getLogger("sdsbench.pg_schema")
 
 SCHEMA_PREFIX = "sds_"
 # PostgreSQL truncates identifiers to 63 bytes; keep room for the prefix and a hash.
@@ -209,3 +212,18 @@ def first_event_time_ns(cur: psycopg.Cursor) -> int | None:
 def final_counts(cur: psycopg.Cursor, window_ms: int = contract.WINDOW_MS) -> list[tuple]:
     cur.execute(FINAL_COUNTS_QUERY, {"window_ms": window_ms})
     return cur.fetchall()
+
+
+def drop_run_artifacts(services: Any, run_id: str, schema: str, label: str) -> None:
+    """Delete a run's topics and PostgreSQL schema (A2, A3). Failures are logged, never
+    raised: cleanup must not hide the run's outcome."""
+    from sdsbench.topics import delete_run_topics
+
+    try:
+        delete_run_topics(services, run_id)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("%s: deleting topics failed: %s", label, exc)
+    try:
+        drop_run_schema(services.pg_dsn, schema)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("%s: dropping schema %s failed: %s", label, schema, exc)
