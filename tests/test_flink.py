@@ -19,6 +19,7 @@ to 3 s) beyond the watermark delay (0.5 s) so the watermark makes events late:
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -122,25 +123,25 @@ def test_intervals_are_exact_milliseconds() -> None:
         ctr_job.interval_ms(1_000_000)
 
 
-def _position_lookup(expr_table: str, ad: str, width: int, per_campaign: int) -> int | None:
-    """What the SQL of ``ad_campaign`` computes (1-based POSITION, integer division)."""
-    position = expr_table.find("," + ad + ",") + 1
-    if len(ad) != width - 1 or position == 0:
-        return None
-    return (position - 1) // width // per_campaign
+def _regex_lookup(table: str, ad: str) -> int | None:
+    """What the SQL of ``ad_campaign`` computes (Java's \\Q...\\E quoting = re.escape)."""
+    match = re.search("," + re.escape(ad) + ":([0-9]+)", table)
+    return int(match.group(1)) if match else None
 
 
 def test_ad_lookup_maps_every_ad_to_its_campaign_and_rejects_others() -> None:
     catalog = contract.ad_catalog(10, 100)
+    table = ctr_job.ad_table(catalog)
     sql = ctr_job.ad_campaign(catalog)
-    table = "," + ",".join(catalog.ad_ids) + ","
-    assert f"'{table}'" in sql and "/ 37 / 100" in sql
+    assert f"REGEXP_EXTRACT('{table}', CONCAT(',\\Q', `ad_id`, '\\E:([0-9]+)'), 1)" in sql
     for ad, campaign in catalog.campaign_of_ad.items():
-        assert _position_lookup(table, ad, 37, 100) == campaign
-    # Not in the catalog: another id, a prefix, two half ids around a comma.
+        assert _regex_lookup(table, ad) == campaign
+    # Not in the catalog: another id, a prefix, a suffix, two half ids around a separator.
     a, b = catalog.ad_ids[0], catalog.ad_ids[1]
-    for other in ("no-such-ad", a[:-1], a[18:] + "," + b[:17], str(uuid.uuid4())):
-        assert _position_lookup(table, other, 37, 100) is None
+    for other in ("no-such-ad", a[:-1], a[1:], a[18:] + ":0," + b[:17], str(uuid.uuid4()), ""):
+        assert _regex_lookup(table, other) is None
+    with pytest.raises(ValueError):
+        ctr_job.ad_table(contract.AdCatalog(1, 1, ("a:b",), {"a:b": 0}))
 
 
 def test_late_table_counts_per_window_and_sets_aside_unknown_ads() -> None:
