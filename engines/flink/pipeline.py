@@ -603,6 +603,9 @@ class Pipeline:
         if run.sampler is not None:
             run.sampler.stop()
             run.sampler = None
+        if run.proc is not None and run.proc.poll() is None and run.job_id is None:
+            # Still warming up or planning: nothing to cancel, nothing to keep.
+            end_process_group(run.proc.pid)
         if run.proc is not None and run.proc.poll() is None:
             run.paths.stop_request.touch()
             try:
