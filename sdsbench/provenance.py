@@ -86,6 +86,9 @@ def machine_info() -> dict[str, Any]:
         "memory_gib": round(memory_bytes / 2**30, 2),
         "kernel": platform.release(),
         "os": platform.platform(),
+        # Load average (1, 5, 15 min) when the run ended: other work on the machine
+        # during the run shows here (the run itself adds about one to two).
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 

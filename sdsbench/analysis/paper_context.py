@@ -53,7 +53,7 @@ def definitions() -> dict[str, str]:
 
 
 def _provenance(summary_dir: Path, run_ids: list[str]) -> dict[str, Any]:
-    started, ended, commits, wall = [], [], set(), 0.0
+    started, ended, commits, wall, load5 = [], [], set(), 0.0, []
     machine, software = None, {}
     for run_id in run_ids:
         data = json.loads((summary_dir / "runs" / f"{run_id}.json").read_text())
@@ -66,6 +66,9 @@ def _provenance(summary_dir: Path, run_ids: list[str]) -> dict[str, Any]:
         if git.get("commit"):
             commits.add(git["commit"] + (" (uncommitted changes)" if git.get("dirty") else ""))
         wall += float(prov.get("wall_s") or 0.0)
+        load = (prov.get("machine") or {}).get("load_avg_at_end")
+        if load:
+            load5.append(float(load[1]))
         machine = machine or prov.get("machine")
         for key, value in (prov.get("software") or {}).items():
             software.setdefault(key, value)
@@ -75,6 +78,8 @@ def _provenance(summary_dir: Path, run_ids: list[str]) -> dict[str, Any]:
         "last_ended": max(ended) if ended else None,
         "git_commits": sorted(commits),
         "engine_wall_s": wall,
+        "load5_min": min(load5) if load5 else None,
+        "load5_max": max(load5) if load5 else None,
         "machine": machine or {},
         "software": software,
         "service_versions": services,
@@ -232,8 +237,11 @@ def build_context(
         if spp is None:
             continue
         value = spp["t_h_eps"]
+        met = value is not None and value >= target
+        # A lower bound below the target decides nothing: the search stopped too early.
+        verdict = "met" if met else ("undecided" if spp["lower_bound"] else "not met")
         targets.append({"pipeline": pipeline, "target_eps": target, "t_h_eps": value,
-                        "met": value is not None and value >= target})
+                        "met": met, "verdict": verdict})
     at_threshold = [r for r in rows if r["run_id"] in groups.get("at_threshold", [])]
     generator_bench = None
     if bench_on and (bench_dir / "sustained.csv").exists():
