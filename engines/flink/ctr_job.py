@@ -596,18 +596,19 @@ def late_insert(cfg: JobConfig) -> str:
     )
 
 
-def dead_letter_insert() -> str:
-    """Records the JSON path parsed and rejected; ``raw`` is Flink's re-encoding of the
-    parsed fields (the original bytes are at ``partition``/``offset`` of the input)."""
+def rejected_select() -> str:
+    """Records the JSON format parsed and the checks rejected; ``raw`` is Flink's
+    re-encoding of the parsed fields (the original bytes are at partition/offset)."""
     pairs = ", ".join(f"KEY {literal(n)} VALUE {quote(n)}" for n in contract.EVENT_FIELDS)
     return (
-        "INSERT INTO `dead_letters` SELECT `reject_reason`, CAST(1 AS BIGINT), "
-        f"`kafka_partition`, `kafka_offset`, CAST({epoch_ms('`kafka_time`')} AS BIGINT), "
+        "SELECT `reject_reason`, CAST(1 AS BIGINT), "
+        f"CAST(`kafka_partition` AS BIGINT), `kafka_offset`, "
+        f"CAST({epoch_ms('`kafka_time`')} AS BIGINT), "
         f"JSON_OBJECT({pairs} NULL ON NULL) FROM `classified` WHERE `reject_reason` IS NOT NULL"
     )
 
 
-def unknown_ad_insert(cfg: JobConfig) -> str:
+def unknown_ad_select(cfg: JobConfig) -> str:
     """Events of an ad outside the catalog, one record per (ad, window) with their count
     (the ad is looked up after the first aggregation; see ``ad_campaign``)."""
     fields = [("ad_id", "`ad_id`"),
@@ -622,19 +623,27 @@ def unknown_ad_insert(cfg: JobConfig) -> str:
         fields.append(("window_time_ms", f"CAST({epoch_ms('`ad_window_time`')} AS BIGINT)"))
     raw = "JSON_OBJECT(" + ", ".join(f"KEY '{k}' VALUE {v}" for k, v in fields) + ")"
     return (
-        "INSERT INTO `dead_letters` SELECT 'unknown_ad', `events`, CAST(NULL AS BIGINT), "
-        f"CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), {raw} FROM `unknown_ad_source` "
-        "WHERE `campaign_id` IS NULL"
+        "SELECT 'unknown_ad', `events`, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), "
+        f"CAST(NULL AS BIGINT), {raw} FROM `unknown_ad_source` WHERE `campaign_id` IS NULL"
     )
 
 
-def not_json_insert() -> str:
+def not_json_select() -> str:
     """Records that are not a JSON object (the JSON format skips them silently)."""
     return (
-        "INSERT INTO `dead_letters` SELECT 'not_json', CAST(1 AS BIGINT), `kafka_partition`, "
-        f"`kafka_offset`, CAST({epoch_ms('`kafka_time`')} AS BIGINT), `line` FROM `raw_events` "
-        "WHERE `line` IS NULL OR NOT (`line` IS JSON OBJECT)"
+        "SELECT 'not_json', CAST(1 AS BIGINT), CAST(`kafka_partition` AS BIGINT), "
+        f"`kafka_offset`, CAST({epoch_ms('`kafka_time`')} AS BIGINT), `line` "
+        "FROM `raw_events` WHERE `line` IS NULL OR NOT (`line` IS JSON OBJECT)"
     )
+
+
+def dead_letter_insert(cfg: JobConfig) -> str:
+    """All dead letters through one sink (one INSERT of a UNION ALL): the exactly-once
+    Kafka sink needs a transactional id prefix of its own per sink operator."""
+    parts = [rejected_select(), unknown_ad_select(cfg)]
+    if cfg.not_json_dead_letters:
+        parts.append(not_json_select())
+    return "INSERT INTO `dead_letters` " + " UNION ALL ".join(parts)
 
 
 def ddl_statements(cfg: JobConfig, warmup: bool = False) -> list[str]:
@@ -663,9 +672,7 @@ def warmup_config(cfg: JobConfig) -> JobConfig:
 
 
 def insert_statements(cfg: JobConfig) -> list[str]:
-    raw = [not_json_insert()] if cfg.not_json_dead_letters else []
-    return [ctr_insert(cfg), late_insert(cfg), dead_letter_insert(), unknown_ad_insert(cfg),
-            *raw]
+    return [ctr_insert(cfg), late_insert(cfg), dead_letter_insert(cfg)]
 
 
 # ------------------------------------------------------------------ environment

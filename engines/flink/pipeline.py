@@ -225,6 +225,47 @@ def read_json_topic(bootstrap: str, topic: str, timeout_s: float = 60.0,
     return out
 
 
+def read_transactional_output(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Any:
+    """The output topic as ``read_output_topic`` returns it (same columns, contract check),
+    for exactly-once runs. Transactions end with a commit marker that occupies an offset no
+    consumer receives, so "the last record's offset + 1 = end offset" never holds; the
+    consumer's position (which moves past markers) is compared with the end instead."""
+    import pandas as pd
+    from confluent_kafka import Consumer, TopicPartition
+
+    from sdsbench.measurement.output_reader import RESULT_COLUMNS
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "enable.auto.commit": False,
+                         "group.id": f"sdsbench-flink-eo-reader-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    rows = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        if topic not in meta.topics or meta.topics[topic].error is not None:
+            raise RuntimeError(f"output topic {topic} does not exist")
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in meta.topics[topic].partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
+        deadline = time.monotonic() + timeout_s
+        while True:
+            positions = consumer.position([TopicPartition(topic, p) for p in ends])
+            if all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0
+                   for tp in positions):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: not at the end offsets {ends}")
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() or msg.offset() >= ends[msg.partition()]:
+                continue
+            record = contract.parse_output_record(msg.value())
+            record.update(append_time_ms=msg.timestamp()[1], partition=msg.partition(),
+                          offset=msg.offset())
+            rows.append(record)
+    finally:
+        consumer.close()
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
 def first_json_value(raw: bytes | None) -> Any:
     """The first JSON value of ``raw`` as Flink's JSON format reads it (Jackson: trailing
     content ignored, no NaN/Infinity); raises ValueError when there is none."""
@@ -510,7 +551,10 @@ class Pipeline:
         run: FlinkRun = ctx.extra["flink"]
         bootstrap = ctx.services.kafka_bootstrap
         catalog = contract.ad_catalog(run.job.campaigns, run.job.ads_per_campaign)
-        results = read_output_topic(bootstrap, run.job.output_topic)
+        if run.job.delivery_guarantee == "exactly-once":
+            results = read_transactional_output(bootstrap, run.job.output_topic)
+        else:
+            results = read_output_topic(bootstrap, run.job.output_topic)
         write_results(results, ctx.run_dir / "results.csv")
         rejects = [{k: rec.get(k) for k in REJECT_COLUMNS}
                    for _p, _o, rec in read_json_topic(bootstrap, run.job.dead_letter_topic)]
