@@ -135,6 +135,74 @@ def _group_specs(config: dict[str, Any], group: str) -> list[dict[str, Any]]:
     return specs
 
 
+# ------------------------------------------------------------- the faults group
+# config["experiments"]["faults"]: blocks of pipelines x processes x rates_eps x vary, each
+# run once without a fault (the reference, "<id>-nofault") and once per injection
+# ("<id>-kill", "<id>-brokerrestart", "<id>-malformed"). A faulted run has the seed of its
+# reference, so both send the same events; its spec names the reference
+# (``reference_run``). Fault runs carry ``fault`` (sdsbench.faults), malformed-input runs
+# ``malformed`` (the generator's bad-record settings).
+FAULTS = "faults"
+INJECTION_SUFFIX = {"kill_sut": "kill", "broker_restart": "brokerrestart",
+                    "malformed": "malformed"}
+REFERENCE_SUFFIX = "nofault"
+
+
+def _fault_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    from sdsbench.config import ConfigError
+
+    faults = config["experiments"].get(FAULTS) or {}
+    duration = float(faults.get("duration_s") or config["run"]["duration_s"])
+    specs: list[dict[str, Any]] = []
+    for i, block in enumerate(faults.get("blocks") or []):
+        where = f"experiments.faults.blocks.{i}"
+        combos = _combinations(block.get("vary"))
+        for pipeline in block["pipelines"]:
+            for key in {k for c in combos for k in c}:
+                _check_vary(config, where, pipeline, key)
+            for process in block["processes"]:
+                for rate in block["rates_eps"]:
+                    for params in combos:
+                        ref = make_spec(config, pipeline, process, rate, params,
+                                        duration_s=duration)
+                        ref["run_id"] = f"{ref['run_id']}-{REFERENCE_SUFFIX}"
+                        ref["seed"] = derive_seed(int(config["seed"]), ref["run_id"])
+                        specs.append(ref)
+                        for j, inj in enumerate(block["injections"]):
+                            specs.append(_injected_spec(ref, inj, f"{where}.injections.{j}"))
+    unique: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        if spec["run_id"] in unique and unique[spec["run_id"]] != spec:
+            raise ConfigError(f"config key experiments.faults: run {spec['run_id']} defined "
+                              "twice with different injections (one injection of a kind per "
+                              "pipeline, process, rate and settings)")
+        unique[spec["run_id"]] = spec
+    return list(unique.values())
+
+
+def _injected_spec(ref: dict[str, Any], injection: dict[str, Any], where: str) -> dict[str, Any]:
+    from sdsbench.config import ConfigError
+
+    kind = injection["kind"]
+    base = ref["run_id"][: -len(REFERENCE_SUFFIX) - 1]
+    spec = json.loads(json.dumps(ref))
+    spec["run_id"] = f"{base}-{INJECTION_SUFFIX[kind]}"
+    spec["reference_run"] = ref["run_id"]
+    if kind == "malformed":
+        spec["malformed"] = {"fraction": float(injection["fraction"]),
+                             "kinds": list(injection["kinds"])}
+        return spec
+    if spec["pipeline"] == "a1":
+        raise ConfigError(f"config key {where}: a1 owns its generator (no SUT to kill "
+                          "apart from it, no broker): faults apply to a2, a3, spark, flink")
+    at_s = float(injection["at_s"])
+    if not 0 < at_s < spec["duration_s"]:
+        raise ConfigError(f"config key {where}.at_s: {at_s} must lie inside the run "
+                          f"(0, {spec['duration_s']:g}) s")
+    spec["fault"] = {k: v for k, v in injection.items() if k in ("kind", "at_s", "down_s")}
+    return spec
+
+
 def threshold_run_id(pipeline: str, process: str, multiple: float) -> str:
     return f"{pipeline}-{process}-th{multiple:g}x"
 
@@ -155,6 +223,8 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for group in GROUPS:
         for spec in _group_specs(config, group):
             runs.setdefault(spec["run_id"], spec)
+    for spec in _fault_specs(config):
+        runs[spec["run_id"]] = spec
     at = experiments[AT_THRESHOLD]
     for pipeline in at["pipelines"]:
         for multiple in at["multiples"]:
@@ -181,6 +251,7 @@ def run_groups(config: dict[str, Any]) -> dict[str, list[str]]:
     groups[AT_THRESHOLD] = [
         threshold_run_id(p, at["process"], m) for p in at["pipelines"] for m in at["multiples"]
     ]
+    groups[FAULTS] = [spec["run_id"] for spec in _fault_specs(config)]
     return groups
 
 

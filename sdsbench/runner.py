@@ -4,6 +4,10 @@
     -> generator(s), open loop, for duration_s -> pipeline.drain -> pipeline.collect
     -> pipeline.stop -> provenance -> atomic rename of the run directory
 
+A run spec with ``fault`` (sdsbench.faults) also gets a fault injector, started with the
+generator: it kills and restarts the SUT (``kill``/``restart``, optional driver methods)
+or restarts the broker at ``fault.at_s``; the run drains only after the fault is over.
+
 Engines never time themselves: the runner samples resources from outside and the
 generator records what it really sent. A pipeline is a class ``Pipeline`` in
 ``engines/<name>/pipeline.py`` implementing the ``PipelineDriver`` protocol.
@@ -64,6 +68,33 @@ class PipelineDriver(Protocol):
 
     def stop(self, ctx: RunContext) -> None: ...
 
+    # Optional, for fault runs (sdsbench.faults): SIGKILL the processes holding the
+    # pipeline's state and return what was killed; start them again from what they
+    # committed and return once the SUT runs again.
+    # def kill(self, ctx: RunContext) -> dict[str, Any]: ...
+    # def restart(self, ctx: RunContext) -> dict[str, Any]: ...
+
+
+# How long the runner waits, after the generator, for a kill + restart in progress.
+FAULT_FINISH_TIMEOUT_S = 600.0
+
+
+def _fault_injector(pipeline: PipelineDriver, ctx: RunContext) -> Any:
+    """The run's fault injector, or None for a run without ``fault``."""
+    fault = ctx.spec.get("fault")
+    if not fault:
+        return None
+    from sdsbench.faults import FaultInjector
+
+    if pipeline.owns_generator:
+        raise ValueError(f"fault runs need a decoupled generator; {ctx.spec['pipeline']} "
+                         "owns its generator")
+    if fault["kind"] == "kill_sut" and not (
+        hasattr(pipeline, "kill") and hasattr(pipeline, "restart")
+    ):
+        raise ValueError(f"pipeline {ctx.spec['pipeline']} cannot be killed and restarted")
+    return FaultInjector(fault, pipeline, ctx, float(ctx.spec["duration_s"]))
+
 
 def load_pipeline(name: str) -> PipelineDriver:
     if name not in PIPELINES:
@@ -91,21 +122,28 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
             lambda: ctx.pids,
             service_pids=getattr(services, "pids", None),
         )
+        injector = _fault_injector(pipeline, ctx)  # a bad fault fails before anything starts
         try:
             pipeline.prepare(ctx)
             pipeline.start(ctx)
             sampler.start()
             if not pipeline.owns_generator:
-                generators = launch_generators(
-                    spec, config, pipeline.generator_sink(ctx), run_dir / "generator"
-                )
+                sink = pipeline.generator_sink(ctx)
+                if injector is not None:
+                    injector.start()
+                generators = launch_generators(spec, config, sink, run_dir / "generator")
                 # Generators are not the SUT: kept out of ctx.processes so the "sut"
                 # CPU rows are the pipeline's alone (the generator reports its own
                 # loop CPU in generator/summary.json).
                 generators.wait()
+            if injector is not None:
+                # A restart (Spark, Flink) may outlast the generator: drain after it.
+                injector.finish(FAULT_FINISH_TIMEOUT_S)
             pipeline.drain(ctx, float(config["run"]["drain_timeout_s"]))
             pipeline.collect(ctx)
         finally:
+            if injector is not None:
+                injector.cancel()  # a run that failed early: no kill during the teardown
             sampler.stop()
             pipeline.stop(ctx)
         write_json_atomic(

@@ -339,7 +339,7 @@ class KafkaBroker:
             *args,
         ]
 
-    def _pick_ports(self) -> None:
+    def _pick_ports(self, restart: bool = False) -> None:
         for attr, key in (("port", "port"), ("controller_port", "controller_port")):
             value = getattr(self, attr)
             if value == 0:
@@ -347,7 +347,9 @@ class KafkaBroker:
                 while value in (self.port, self.controller_port):
                     value = free_port()
                 setattr(self, attr, value)
-            elif port_in_use(value):
+            # A restart on the ports the broker just left skips the check: its closed
+            # connections linger in TIME_WAIT, which its SO_REUSEADDR listener ignores.
+            elif not restart and port_in_use(value):
                 raise ServiceError(
                     f"Kafka {key.replace('_', ' ')} {value} is already in use on {LOOPBACK}: "
                     "stop what listens there (`scripts/services.py down`) "
@@ -394,11 +396,12 @@ class KafkaBroker:
                 f"kafka StorageTool format failed: {(r.stderr or r.stdout).strip()[-800:]}"
             )
 
-    def start(self, timeout: float = 90.0, fresh: bool = True) -> str:
+    def start(self, timeout: float = 90.0, fresh: bool = True, restart: bool = False) -> str:
         """Format storage, start the broker, wait until healthy; returns bootstrap servers.
 
         ``fresh`` (default) wipes data and metadata left by an earlier start in ``run_dir``;
         ``fresh=False`` keeps them (and the earlier ports when ports are 0).
+        ``restart`` (with ``fresh=False``): the broker stopped a moment ago on those ports.
         """
         t0 = time.monotonic()
         self._classpath()
@@ -417,7 +420,7 @@ class KafkaBroker:
             if m:
                 self.port = self.port or int(m.group(1))
                 self.controller_port = self.controller_port or int(m.group(2))
-        self._pick_ports()
+        self._pick_ports(restart=restart and not fresh)
         self._write_config()
         self._format()
         out = open(self.run_dir / "kafka.out", "ab")

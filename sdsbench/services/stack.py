@@ -300,3 +300,43 @@ def _read_pid(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def restart_broker(
+    svc: Services, down_s: float = 0.0, timeout: float = 90.0,
+    on_stopped: Any = None,
+) -> dict[str, Any]:
+    """Stop the stack's own Kafka broker cleanly (SIGTERM: controlled shutdown, logs
+    flushed), keep it down ``down_s`` seconds, start it again on the same ports and data.
+
+    For fault runs (sdsbench.faults). Holds the state directory's lock meanwhile, so a
+    concurrent ``ensure_services`` waits instead of taking the stack for dead. Updates
+    ``svc.pids["kafka"]`` and ``services.json``. Returns timings (s) and the new pid."""
+    if svc.external.get("kafka"):
+        raise ServiceError("services.kafka.bootstrap_servers is external: cannot restart it")
+    state_dir = Path(svc.state_dir).resolve()
+    kafka_dir = state_dir / "kafka"
+    port = int(svc.kafka_bootstrap.rpartition(":")[2])
+    k_cfg = svc.config["kafka"]
+    with _locked(state_dir):
+        old = kafka_svc.KafkaBroker(kafka_dir)
+        old.pid = svc.pids.get("kafka") or _read_pid(kafka_dir / "kafka.pid")
+        t0 = time.monotonic()
+        old.stop(timeout=timeout)
+        stop_s = time.monotonic() - t0
+        if on_stopped is not None:
+            on_stopped()
+        time.sleep(down_s)
+        # The controller port is in server.properties; fresh=False reuses it and the data.
+        broker = kafka_svc.KafkaBroker(
+            kafka_dir, port=0, controller_port=0, heap_mb=int(k_cfg["heap_mb"]),
+            partitions=int(k_cfg["partitions"]), settings=k_cfg.get("settings"),
+        )
+        t1 = time.monotonic()
+        bootstrap = broker.start(timeout=timeout, fresh=False, restart=True)
+        if bootstrap != svc.kafka_bootstrap or broker.port != port:
+            raise ServiceError(f"broker came back on {bootstrap}, not {svc.kafka_bootstrap}")
+        svc.pids["kafka"] = broker.pid
+        _write_json_atomic(state_dir / STATE_FILE, svc.to_dict())
+    return {"stop_s": round(stop_s, 3), "start_s": round(time.monotonic() - t1, 3),
+            "old_pid": old.pid, "new_pid": broker.pid}
