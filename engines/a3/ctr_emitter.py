@@ -220,9 +220,11 @@ class CtrEmitter:
         path.parent.mkdir(parents=True, exist_ok=True)
         next_progress = time.monotonic() + PROGRESS_INTERVAL_S
         current: int | None = None
-        with path.open("w", newline="") as fh:
+        # Append: an emitter restarted after a crash (fault runs) keeps its predecessor's rows.
+        with path.open("a", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(watermark_columns(int(s["partitions"])))
+            if fh.tell() == 0:
+                writer.writerow(watermark_columns(int(s["partitions"])))
             next_tick = time.monotonic()
             while not self.stopping:
                 current, partitions = self.tick(conn, producer)
