@@ -25,12 +25,15 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sdsbench.config import ConfigError
 from sdsbench.contract import AD_TYPES, EVENT_TYPES, AdCatalog, ad_catalog
+
+if TYPE_CHECKING:
+    from sdsbench.workload.malformed import BadRecords
 
 USER_POOL_SIZE = 100
 PAGE_POOL_SIZE = 100
@@ -130,7 +133,11 @@ class EventColumns:
         """The first ``stop`` events (views, no copies)."""
         return self._slice(slice(None, stop))
 
-    def _slice(self, s: slice) -> EventColumns:
+    def select(self, mask: np.ndarray) -> EventColumns:
+        """The events where ``mask`` is true (copies)."""
+        return self._slice(mask)
+
+    def _slice(self, s: slice | np.ndarray) -> EventColumns:
         return EventColumns(
             self.user_page[s],
             self.ad[s],
@@ -222,6 +229,20 @@ class EventFactory:
             )
         ]
 
+    def event_dict(self, cols: EventColumns, i: int) -> dict[str, Any]:
+        """Event ``i`` of ``cols`` as a dict in ``contract.EVENT_FIELDS`` order, with
+        ``insertion_time_ms`` 0 (the caller sets it at hand-off; malformed input)."""
+        up = int(cols.user_page[i])
+        return {
+            "user_id": self.user_ids[up // PAGE_POOL_SIZE],
+            "page_id": self.page_ids[up % PAGE_POOL_SIZE],
+            "ad_id": self.catalog.ad_ids[int(cols.ad[i])],
+            "ad_type": AD_TYPES[int(cols.ad_type[i])],
+            "event_type": EVENT_TYPES[int(cols.event_type[i])],
+            "event_time_ns": int(cols.event_time_ns[i]),
+            "insertion_time_ms": 0,
+        }
+
     def rows(self, cols: EventColumns, insertion_ms: int) -> list[tuple]:
         """The events as tuples in ``contract.EVENT_FIELDS`` order."""
         return list(
@@ -240,30 +261,54 @@ class EventFactory:
 
 @dataclass
 class Batch:
-    """The events of one scheduling tick, as handed to a sink.
+    """The records of one scheduling tick, as handed to a sink.
 
     ``due_ns`` is the scheduled send time (wall clock, ns since the epoch) and the
-    on-time events' event time; ``columns`` holds the events; ``campaign`` their campaign ids.
+    on-time events' event time; ``columns`` holds the valid events; ``campaign`` their
+    campaign ids. ``bad`` (malformed-input runs only) holds bad records, sent after the
+    valid ones (within one tick the order carries no meaning). ``len`` counts both: a
+    sink accepts a prefix of valid events, then bad records.
     """
 
     tick: int
     due_ns: int
     columns: EventColumns
     factory: EventFactory
+    bad: BadRecords | None = None
 
     def __len__(self) -> int:
+        return len(self.columns) + (len(self.bad) if self.bad is not None else 0)
+
+    @property
+    def n_valid(self) -> int:
         return len(self.columns)
+
+    def bad_lines(self, insertion_ms: int) -> list[bytes]:
+        """The bad records as sent (bytes; JSON or not)."""
+        return self.bad.encode(insertion_ms) if self.bad is not None else []
 
     @property
     def campaign(self) -> np.ndarray:
         return self.factory.campaign_of(self.columns.ad)
 
     def rows(self, insertion_ms: int) -> list[tuple]:
+        """The valid events as tuples (bad records: ``bad_lines``)."""
         return self.factory.rows(self.columns, insertion_ms)
 
     def json_lines(self, insertion_ms: int) -> list[bytes]:
-        return self.factory.json_lines(self.columns, insertion_ms)
+        """Every record of the batch: the valid events' JSON, then the bad records."""
+        lines = self.factory.json_lines(self.columns, insertion_ms)
+        if self.bad is not None:
+            lines += self.bad.encode(insertion_ms)
+        return lines
 
     def tail(self, start: int) -> Batch:
         """The not yet accepted rest of the batch (after back-pressure)."""
-        return Batch(self.tick, self.due_ns, self.columns.tail(start), self.factory)
+        n_valid = len(self.columns)
+        if start <= n_valid:
+            return Batch(self.tick, self.due_ns, self.columns.tail(start), self.factory, self.bad)
+        assert self.bad is not None
+        return Batch(
+            self.tick, self.due_ns, self.columns.tail(n_valid), self.factory,
+            self.bad.tail(start - n_valid),
+        )

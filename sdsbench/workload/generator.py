@@ -16,8 +16,13 @@ Processes: ``launch_generators`` starts ``workload.producer_processes`` child pr
 (``python -m sdsbench.workload.generator ...``), each with rate/N, its own seed derived from
 ``spec["seed"]`` and its index, and a common start time. They share the MMPP state path
 (so their sum is one MMPP) and the user/page pools. ``GeneratorGroup.wait()`` merges
-their files into ``out_dir/truth.csv``, ``rate.csv``, ``summary.json`` (and
-``mmpp_states.csv`` for MMPP); per-process files stay in ``out_dir/parts/``.
+their files into ``out_dir/truth.csv``, ``rate.csv``, ``malformed.csv``, ``summary.json``
+(and ``mmpp_states.csv`` for MMPP); per-process files stay in ``out_dir/parts/``.
+
+Malformed input (``sdsbench.workload.malformed``): in a run with ``malformed.fraction > 0``
+a seeded share of the scheduled events is replaced by bad records, sent after the tick's
+valid events. They count as sent (rate.csv, ``events_sent``) and are counted per kind in
+malformed.csv, never in truth.csv: ``events_sent = events_in_truth + events_malformed``.
 
 Sink dict (``launch_generators``'s ``sink``)::
 
@@ -61,6 +66,14 @@ from sdsbench.workload.arrivals import (
     validate_arrival,
 )
 from sdsbench.workload.events import Batch, EventFactory
+from sdsbench.workload.malformed import (
+    NO_MALFORMED,
+    MalformedRecorder,
+    MalformedSpec,
+    draw_bad_records,
+    malformed_spec,
+    merge_malformed_files,
+)
 from sdsbench.workload.sinks import (
     DeliveryError,
     Sink,
@@ -88,6 +101,7 @@ EXIT_DELIVERY_FAILED = 3
 
 # Purposes of the derived random streams (SeedSequence spawn keys).
 _STREAM_STATE_PATH, _STREAM_POOLS, _STREAM_COUNTS, _STREAM_EVENTS = 0, 1, 2, 3
+_STREAM_MALFORMED = 4
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,7 @@ class RunSpec:
     seed: int
     batch_ms: int
     producer_processes: int
+    malformed: MalformedSpec = NO_MALFORMED
 
 
 def validate_spec(spec: Mapping[str, Any], config: Mapping[str, Any]) -> RunSpec:
@@ -129,7 +144,8 @@ def validate_spec(spec: Mapping[str, Any], config: Mapping[str, Any]) -> RunSpec
     # The factory checks event_mix and disorder.
     EventFactory(workload, pool_seed=0)
     producer_settings(workload)
-    return RunSpec(arrival, float(duration), seed, batch_ms, processes)
+    malformed = malformed_spec(spec, config)
+    return RunSpec(arrival, float(duration), seed, batch_ms, processes, malformed)
 
 
 def _seed_sequence(seed: int, *key: int) -> np.random.SeedSequence:
@@ -185,6 +201,11 @@ class EventSource:
             self.arrival, run.batch_ms, run.duration_s, count_rng, path
         )
         self._event_rng = np.random.default_rng(self.seed)
+        # Its own stream: the valid events are the same draws with or without injection.
+        self.malformed = run.malformed
+        self._bad_rng = np.random.default_rng(
+            _seed_sequence(run.seed, _STREAM_MALFORMED, process_index)
+        )
         self.start_ns: int | None = None
 
     @property
@@ -200,7 +221,11 @@ class EventSource:
     def batch(self, tick: int, count: int) -> Batch:
         """Draw the events of ``tick`` (call in tick order for reproducible draws)."""
         due = self.due_ns(tick)
-        return Batch(tick, due, self.factory.draw(self._event_rng, count, due), self.factory)
+        cols = self.factory.draw(self._event_rng, count, due)
+        if not self.malformed.enabled:
+            return Batch(tick, due, cols, self.factory)
+        cols, bad = draw_bad_records(self._bad_rng, cols, self.factory, self.malformed, due)
+        return Batch(tick, due, cols, self.factory, bad)
 
     def batches(self) -> Iterator[Batch]:
         for tick, count in enumerate(self.schedule.counts.tolist()):
@@ -214,6 +239,9 @@ class EventSource:
 
     def new_truth(self) -> TruthRecorder:
         return TruthRecorder(self.campaigns)
+
+    def new_malformed(self) -> MalformedRecorder:
+        return MalformedRecorder()
 
     def new_rate(self) -> RateRecorder:
         assert self.start_ns is not None
@@ -241,6 +269,7 @@ class EventSource:
             "n_ticks": self.schedule.n_ticks,
             "scheduled_duration_s": self.schedule.duration_s,
             "events_scheduled": int(self.schedule.counts.sum()),
+            "malformed": self.malformed.describe(),
         }
 
 
@@ -254,7 +283,39 @@ class LoopResult:
     first_send_ns: int | None
     last_send_ns: int | None
     markers_sent: int = 0
+    # Bad records handed to the sink (malformed-input runs); not in truth.
+    malformed: MalformedRecorder = field(default_factory=MalformedRecorder)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bookkeeping_error(self) -> str | None:
+        """Why sent != truth + bad records, or None when they agree exactly."""
+        sent, valid, bad = self.rate.total_sent, self.truth.total_events, self.malformed.total
+        if sent == valid + bad:
+            return None
+        return f"sent {sent} != truth {valid} + malformed {bad}"
+
+
+def loop_summary(result: LoopResult) -> dict[str, Any]:
+    """The counting part of a producer's summary.json (``merge_outputs`` reads it).
+
+    ``events_sent`` counts bad records too: they are load the system under test must read
+    and set aside, so the achieved rate includes them; ``events_in_truth`` is the valid
+    events only."""
+    rate = result.rate
+    return {
+        "status": "interrupted" if result.interrupted else "ok",
+        "events_sent": rate.total_sent,
+        "events_in_truth": result.truth.total_events,
+        "events_malformed": result.malformed.total,
+        "malformed_by_kind": result.malformed.by_kind(),
+        "behind_ms_max": rate.behind_ms_max,
+        "blocked_ms_total": round(rate.blocked_ms_total, 3),
+        "first_send_ns": result.first_send_ns,
+        "last_send_ns": result.last_send_ns,
+        "markers_sent": result.markers_sent,
+        "sink_report": result.sink_report,
+    }
 
 
 def run_open_loop(
@@ -275,6 +336,7 @@ def run_open_loop(
     start_ns = source.start_ns
     truth = source.new_truth()
     rate = source.new_rate()
+    malformed = source.new_malformed()
     time_ns, monotonic = time.time_ns, time.monotonic
     dt_ns = source.batch_ms * _NS_PER_MS
     bound_ns = watermark_bound_ms * _NS_PER_MS
@@ -332,8 +394,12 @@ def run_open_loop(
                 accepted = sink.offer(batch, now // _NS_PER_MS)
                 if accepted:
                     part = batch.columns
-                    if accepted < len(batch):
+                    n_valid = len(part)
+                    if accepted < n_valid:
                         part = part.head(accepted)
+                    elif accepted > n_valid:  # bad records follow the valid events
+                        assert batch.bad is not None
+                        malformed.add(batch.bad.kind[: accepted - n_valid])
                     truth.add(
                         factory.campaign_of(part.ad),
                         part.event_type,
@@ -343,6 +409,7 @@ def run_open_loop(
                     if first_send is None:
                         first_send = now
                     last_send = now
+                # Bad records count as sent: they are load too.
                 rate.add_sent(now, accepted, now - due)
                 if accepted == len(batch):
                     break
@@ -368,7 +435,9 @@ def run_open_loop(
             file=progress,
             flush=True,
         )
-    return LoopResult(truth, rate, report, interrupted, first_send, last_send, markers)
+    return LoopResult(
+        truth, rate, report, interrupted, first_send, last_send, markers, malformed
+    )
 
 
 # ------------------------------------------------------- one producer process
@@ -424,22 +493,13 @@ def run_process(
         write_json_atomic(out / "summary.json", summary)
         raise
     rate = result.rate
-    summary |= {
-        "status": "interrupted" if result.interrupted else "ok",
-        "events_sent": rate.total_sent,
-        "events_in_truth": result.truth.total_events,
-        "behind_ms_max": rate.behind_ms_max,
-        "blocked_ms_total": round(rate.blocked_ms_total, 3),
-        "first_send_ns": result.first_send_ns,
-        "last_send_ns": result.last_send_ns,
-        "markers_sent": result.markers_sent,
-        # CPU of this process (all threads, librdkafka's included) during the loop.
-        "cpu_s_loop": round(time.process_time() - cpu0, 3),
-        "sink_report": result.sink_report,
-    }
-    if rate.total_sent != result.truth.total_events:  # bookkeeping must agree exactly
-        raise AssertionError(f"sent {rate.total_sent} != truth {result.truth.total_events}")
+    summary |= loop_summary(result)
+    # CPU of this process (all threads, librdkafka's included) during the loop.
+    summary["cpu_s_loop"] = round(time.process_time() - cpu0, 3)
+    if result.bookkeeping_error:  # bookkeeping must agree exactly
+        raise AssertionError(result.bookkeeping_error)
     result.truth.write_csv(out / "truth.csv")
+    result.malformed.write_csv(out / "malformed.csv")
     rate.write_csv(out / "rate.csv")
     if source.schedule.state_path is not None:
         write_text_atomic(out / "mmpp_states.csv", source.schedule.state_path.csv_text())
@@ -567,14 +627,21 @@ def merge_outputs(out_dir: str | Path, processes: int) -> dict[str, Any]:
     summaries = [json.loads((p / "summary.json").read_text()) for p in parts]
     truth_total = merge_truth_files([p / "truth.csv" for p in parts], out_dir / "truth.csv")
     merge_rate_files([p / "rate.csv" for p in parts], out_dir / "rate.csv")
+    malformed = merge_malformed_files(
+        [p / "malformed.csv" for p in parts], out_dir / "malformed.csv"
+    )
+    malformed_total = sum(malformed.values())
     if (parts[0] / "mmpp_states.csv").exists():
         # Every process used the same state path; keep one copy.
         tmp = out_dir / "mmpp_states.csv.tmp"
         shutil.copyfile(parts[0] / "mmpp_states.csv", tmp)
         os.replace(tmp, out_dir / "mmpp_states.csv")
     sent = sum(s["events_sent"] for s in summaries)
-    if sent != truth_total:
-        raise GeneratorError(f"merged truth holds {truth_total} events but {sent} were sent")
+    if sent != truth_total + malformed_total:
+        raise GeneratorError(
+            f"merged truth holds {truth_total} events and {malformed_total} malformed records "
+            f"but {sent} were sent"
+        )
     first = min((s["first_send_ns"] for s in summaries if s["first_send_ns"]), default=None)
     last = max((s["last_send_ns"] for s in summaries if s["last_send_ns"]), default=None)
     duration_s = summaries[0]["scheduled_duration_s"]
@@ -592,7 +659,12 @@ def merge_outputs(out_dir: str | Path, processes: int) -> dict[str, Any]:
         "batch_ms": summaries[0]["batch_ms"],
         "arrival": arrival,
         "events_scheduled": sum(s["events_scheduled"] for s in summaries),
+        # Sent = valid + malformed records (both are load); truth holds the valid ones.
         "events_sent": sent,
+        "events_in_truth": truth_total,
+        "events_malformed": malformed_total,
+        "malformed_by_kind": malformed,
+        "malformed": summaries[0].get("malformed", NO_MALFORMED.describe()),
         "achieved_rate_eps": sent / duration_s,
         "send_span_s": (last - first) / _NS_PER_S if first and last else 0.0,
         "behind_ms_max": max(s["behind_ms_max"] for s in summaries),
