@@ -148,3 +148,61 @@ class FaultInjector:
 
     def _due(self) -> bool:
         return time.monotonic() >= self._t0 + self.fault["at_s"]
+
+
+# ------------------------------------------------------------ helpers for the drivers
+def kill_processes(procs: list[Any], timeout_s: float = 10.0) -> list[int]:
+    """SIGKILL each live ``subprocess.Popen`` of ``procs`` and reap it; the killed pids."""
+    killed = []
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            killed.append(proc.pid)
+    for proc in procs:
+        if proc is not None:
+            proc.wait(timeout=timeout_s)
+    return killed
+
+
+def kill_process_group(proc: Any, timeout_s: float = 10.0) -> list[int]:
+    """SIGKILL the process group led by ``proc`` (an engine's Python driver started in its
+    own session, and its JVM), reap ``proc`` and wait until nothing of the group is left
+    (a reaped leader's orphans are reaped by init). The pids that were killed."""
+    import os
+    import signal
+
+    import psutil
+
+    members = [p.pid for p in psutil.process_iter() if _pgid(p.pid) == proc.pid]
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return []
+    proc.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return members
+        time.sleep(0.05)
+    raise RuntimeError(f"process group {proc.pid} still alive {timeout_s} s after SIGKILL")
+
+
+def _pgid(pid: int) -> int | None:
+    import os
+
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def wait_until(condition: Any, timeout_s: float, what: str, poll_s: float = 0.1) -> float:
+    """Poll ``condition()`` until true; the seconds it took. RuntimeError on timeout."""
+    t0 = time.monotonic()
+    while not condition():
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"{what}: not after {timeout_s} s")
+        time.sleep(poll_s)
+    return time.monotonic() - t0

@@ -162,6 +162,33 @@ class Pipeline:
         with st.offsets_lock:
             return st.ends()
 
+    # ------------------------------------------------------------------- faults
+    def kill(self, ctx: Any) -> dict[str, Any]:
+        """Fault runs (sdsbench.faults): SIGKILL every consumer process at once. Their
+        offsets live in PostgreSQL with the rows, so nothing committed is lost and nothing
+        uncommitted was stored. The query runner is not state: it is left running."""
+        st: _State = ctx.extra["a2"]
+        from sdsbench.faults import kill_processes
+
+        return {"killed": "a2 consumers", "pids": kill_processes(list(st.consumers))}
+
+    def restart(self, ctx: Any, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Consumers back: the supervisor restarts dead ones (``restart_crashed_consumers``);
+        when that is off, start them here. Returns once every consumer is a new live process
+        (they then resume from the offsets stored in PostgreSQL)."""
+        from sdsbench.faults import wait_until
+
+        st: _State = ctx.extra["a2"]
+        dead = {p.pid for p in st.consumers}
+        if not st.params["restart_crashed_consumers"]:
+            for index, proc in enumerate(st.consumers):
+                if proc.poll() is not None:
+                    st.consumers[index] = self._spawn_consumer(ctx, index)
+        waited = wait_until(
+            lambda: all(p.pid not in dead and p.poll() is None for p in list(st.consumers)),
+            timeout_s, "a2 consumers restarted")
+        return {"pids": [p.pid for p in st.consumers], "respawn_wait_s": round(waited, 3)}
+
     # --------------------------------------------------------------- generator
     def generator_sink(self, ctx: Any) -> dict[str, Any]:
         st: _State = ctx.extra["a2"]

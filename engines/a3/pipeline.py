@@ -246,6 +246,43 @@ class Pipeline:
         with st.offsets_lock:
             return st.ends()
 
+    # ------------------------------------------------------------------- faults
+    def kill(self, ctx: Any) -> dict[str, Any]:
+        """Fault runs (sdsbench.faults): SIGKILL the whole watermark stage at once: every
+        consumer (they store events, offsets, producer markers and per-partition
+        watermarks) and the emitter (it advances WATERMARK_NOW() and fires windows)."""
+        from sdsbench.faults import kill_processes
+
+        st: _State = ctx.extra["a3"]
+        pids = kill_processes([*st.consumers, st.emitter])
+        return {"killed": "a3 consumers + CTR emitter", "pids": pids}
+
+    def restart(self, ctx: Any, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Consumers come back through the supervisor (or here, when it does not restart
+        them); the emitter is started here. Each resumes from PostgreSQL: offsets and
+        markers stored with the last batch, ``firing_progress`` of the last firing. An
+        emitter killed between its Kafka flush and its commit fires those windows again
+        (at-least-once towards the output topic: measured as duplicates)."""
+        from engines.common.processes import spawn_module
+        from sdsbench.faults import wait_until
+
+        st: _State = ctx.extra["a3"]
+        dead = {p.pid for p in st.consumers}
+        if not st.params["restart_crashed_consumers"]:
+            for index, proc in enumerate(st.consumers):
+                if proc.poll() is not None:
+                    st.consumers[index] = self._spawn_consumer(ctx, index)
+        st.emitter = spawn_module(
+            "engines.a3.ctr_emitter", ["--job", str(st.job_path)],
+            ctx.run_dir / "logs" / "a3-emitter.log",
+        )
+        ctx.processes.append(st.emitter)
+        waited = wait_until(
+            lambda: all(p.pid not in dead and p.poll() is None for p in list(st.consumers)),
+            timeout_s, "a3 consumers restarted")
+        return {"pids": [p.pid for p in [*st.consumers, st.emitter]],
+                "respawn_wait_s": round(waited, 3)}
+
     # --------------------------------------------------------------- generator
     def generator_sink(self, ctx: Any) -> dict[str, Any]:
         st: _State = ctx.extra["a3"]

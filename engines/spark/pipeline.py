@@ -30,6 +30,7 @@ offsets of the CTR query's latest finished batch (from the job's progress listen
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -200,6 +201,7 @@ class SparkRun:
     lag_sampler: Any = None
     lag_ends: Any = None
     drain: dict[str, Any] = field(default_factory=dict)
+    restarts: int = 0  # fault runs: times the job was killed and started again
 
 
 class Pipeline:
@@ -222,6 +224,13 @@ class Pipeline:
 
     def start(self, ctx: Any) -> None:
         run: SparkRun = ctx.extra["spark"]
+        log.info("starting the Spark job (%s, %s)", run.job.master, run.job.output_mode)
+        ready = self._launch(ctx, run, run.paths.job_config)
+        log.info("Spark %s ready after %.1f s", ready.get("spark_version"), ready.get("startup_s"))
+        self._start_lag_sampler(ctx, run)
+
+    def _launch(self, ctx: Any, run: SparkRun, job_config: Path) -> dict[str, Any]:
+        """Start the job process with ``job_config``; wait until it reports ready."""
         paths = run.paths
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
@@ -229,8 +238,7 @@ class Pipeline:
         env["PYSPARK_PYTHON"] = str(python)
         env["SPARK_LOCAL_IP"] = "127.0.0.1"  # bind the driver to loopback only
         cmd = [str(python), "-m", "engines.spark.ctr_job",
-               "--config", str(paths.job_config), "--run-dir", str(paths.run_dir)]
-        log.info("starting the Spark job (%s, %s)", run.job.master, run.job.output_mode)
+               "--config", str(job_config), "--run-dir", str(paths.run_dir)]
         with paths.log.open("ab") as out:
             # Own session: stop() can signal the job and its JVM together.
             run.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out,
@@ -246,9 +254,34 @@ class Pipeline:
                 raise RuntimeError(f"Spark job not ready after {run.params['startup_timeout_s']}"
                                    f" s; see {paths.log}")
             time.sleep(0.2)
-        ready = json.loads(paths.ready.read_text())
-        log.info("Spark %s ready after %.1f s", ready.get("spark_version"), ready.get("startup_s"))
-        self._start_lag_sampler(ctx, run)
+        return json.loads(paths.ready.read_text())
+
+    # ------------------------------------------------------------------- faults
+    def kill(self, ctx: Any) -> dict[str, Any]:
+        """Fault runs (sdsbench.faults): SIGKILL the driver's whole process group (the
+        Python driver and the JVM that is the local[n] engine) mid-batch."""
+        from sdsbench.faults import kill_process_group
+
+        run: SparkRun = ctx.extra["spark"]
+        return {"killed": "spark driver (python + JVM)", "pids": kill_process_group(run.proc)}
+
+    def restart(self, ctx: Any) -> dict[str, Any]:
+        """Start the job again on the same checkpointLocation: each query resumes from the
+        offsets and state of its last committed batch; a batch that was planned but not
+        committed is run again, so its output may reach the Kafka sink twice
+        (at-least-once: measured as duplicate records). No JIT warm-up this time (the
+        backlog is waiting); the first start's ready.json is kept as ready-0.json."""
+        run: SparkRun = ctx.extra["spark"]
+        paths = run.paths
+        restarts = run.restarts + 1
+        if paths.ready.exists():
+            paths.ready.rename(paths.spark_dir / f"ready-{restarts - 1}.json")
+        config = paths.spark_dir / f"job_config-restart{restarts}.json"
+        write_json_atomic(config, dataclasses.replace(run.job, warmup_events=0).to_dict())
+        ready = self._launch(ctx, run, config)
+        run.restarts = restarts
+        return {"pid": run.proc.pid, "startup_s": ready.get("startup_s"),
+                "warmed_up": ready.get("warmed_up")}
 
     def _start_lag_sampler(self, ctx: Any, run: SparkRun) -> None:
         from sdsbench.measurement.lag import KafkaEndOffsets, LagSampler
@@ -356,7 +389,9 @@ class Pipeline:
                 run.paths.checkpoint("ctr"), bootstrap, run.job.input_topic, catalog,
                 ctx.run_dir / "metrics",
             )
-        ready = json.loads(run.paths.ready.read_text())
+        first = run.paths.spark_dir / "ready-0.json"  # a restarted job's first start
+        ready = json.loads((first if first.exists() else run.paths.ready).read_text())
+        summary["restarts"] = run.restarts
         summary["spark_version"] = ready.get("spark_version")
         summary["startup_s"] = ready.get("startup_s")
         write_json_atomic(ctx.run_dir / "metrics" / "spark_summary.json", summary)
