@@ -213,6 +213,14 @@ class RestSampler:
         write_csv_atomic(self.metrics_dir / "flink_checkpoints.csv", CHECKPOINT_COLUMNS,
                          self.checkpoint_rows())
 
+    def follow_job(self, job_id: str) -> None:
+        """Sample ``job_id`` from now on (a fault run restarted the job from a checkpoint):
+        its vertices are looked up again; rows and checkpoints sampled so far are kept."""
+        with self._lock:
+            self.job_id = job_id
+            self._vertices = []
+            self._window_vertex = None
+
     # -------------------------------------------------------------- results
     def checkpoint_rows(self) -> list[dict[str, Any]]:
         with self._lock:
