@@ -31,6 +31,7 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 include: "rules/run.smk"
 include: "rules/analyze.smk"
+include: "rules/faults.smk"
 include: "rules/figures.smk"
 include: "rules/paper.smk"
 

@@ -2,6 +2,9 @@
 
     python scripts/make_table.py --config config/config.yaml --table runs \
         --summary-dir data/quick/summary --out data/quick/summary/runs.csv
+
+The faults table (sdsbench.analysis.faults) also reads the raw runs: ``--table faults
+--raw-dir data/quick/raw``.
 """
 
 from __future__ import annotations
@@ -23,12 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
     parser.add_argument("--overrides", help="JSON merged over the config files")
     parser.add_argument("--table", required=True, choices=["runs", "search", "stress",
-                                                           "correctness"])
+                                                           "correctness", "faults"])
     parser.add_argument("--summary-dir", required=True)
+    parser.add_argument("--raw-dir", help="raw run directories (table faults)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
-    table = build_table(args.table, args.summary_dir, config)
+    if args.table == "faults":
+        from sdsbench.analysis.faults import faults_table
+
+        if not args.raw_dir:
+            parser.error("--table faults needs --raw-dir")
+        table = faults_table(config, args.summary_dir, args.raw_dir)
+    else:
+        table = build_table(args.table, args.summary_dir, config)
     write_text_atomic(args.out, table.to_csv(index=False))
     print(f"{args.table}: {len(table)} rows -> {args.out}")
     return 0

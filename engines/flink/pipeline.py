@@ -55,6 +55,7 @@ PyFlink gives no -Xmx (a quarter of RAM by default); the driver caps it with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -361,6 +362,14 @@ def end_process_group(pgid: int, timeout_s: float = 10.0) -> None:
             time.sleep(0.1)
 
 
+def latest_checkpoint(job_dir: Path) -> Path | None:
+    """The newest completed checkpoint (``chk-<n>`` with its ``_metadata``) of a job's
+    checkpoint directory, or None."""
+    done = [(int(p.name[4:]), p) for p in job_dir.glob("chk-*")
+            if p.name[4:].isdigit() and (p / "_metadata").exists()]
+    return max(done)[1] if done else None
+
+
 def reached(done: dict[int, int], target: dict[int, int]) -> bool:
     return all(done.get(p, 0) >= offset for p, offset in target.items())
 
@@ -381,6 +390,8 @@ class FlinkRun:
     startup_s: float | None = None
     ready: dict[str, Any] = field(default_factory=dict)
     drain: dict[str, Any] = field(default_factory=dict)
+    source_vertex: str | None = None
+    restarts: int = 0  # fault runs: times the job was killed and started again
 
 
 class Pipeline:
@@ -411,6 +422,19 @@ class Pipeline:
 
     def start(self, ctx: Any) -> None:
         run: FlinkRun = ctx.extra["flink"]
+        log.info("starting the Flink job (parallelism %d, %s)", run.job.parallelism,
+                 run.job.jobmanager_address or "local mini-cluster")
+        run.rest = FlinkRest(run.job.rest_url)
+        run.startup_s = self._launch(ctx, run, run.paths.job_config)
+        log.info("Flink job %s running after %.1f s", run.job_id, run.startup_s)
+        run.sampler = RestSampler(run.rest, run.job_id, ctx.run_dir / "metrics",
+                                  float(run.params["metrics_interval_ms"]) / 1000)
+        run.sampler.start()
+        self._start_lag_sampler(ctx, run)
+
+    def _launch(self, ctx: Any, run: FlinkRun, job_config: Path) -> float:
+        """Start the job process with ``job_config``; wait until Flink's REST API shows
+        every vertex RUNNING (sets ``run.job_id``, ``run.ready``); the seconds it took."""
         paths = run.paths
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
@@ -419,10 +443,9 @@ class Pipeline:
         env["FLINK_LOG_DIR"] = str(paths.log_dir)
         paths.log_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(flink_python()), "-m", "engines.flink.ctr_job",
-               "--config", str(paths.job_config), "--run-dir", str(paths.run_dir)]
-        log.info("starting the Flink job (parallelism %d, %s)", run.job.parallelism,
-                 run.job.jobmanager_address or "local mini-cluster")
+               "--config", str(job_config), "--run-dir", str(paths.run_dir)]
         t0 = time.monotonic()
+        run.job_id = None
         with paths.log.open("ab") as out:
             # Own session: stop() can signal the job and its JVM together.
             run.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out,
@@ -430,7 +453,6 @@ class Pipeline:
                                         start_new_session=True)
         ctx.processes.append(run.proc)
         deadline = t0 + float(run.params["startup_timeout_s"])
-        run.rest = FlinkRest(run.job.rest_url)
         while True:
             self._check_alive(run, "while starting")
             if run.job_id is None and paths.ready.exists():
@@ -442,12 +464,50 @@ class Pipeline:
                 raise RuntimeError(f"Flink job not running after "
                                    f"{run.params['startup_timeout_s']} s; see {paths.log}")
             time.sleep(0.2)
-        run.startup_s = round(time.monotonic() - t0, 3)
-        log.info("Flink job %s running after %.1f s", run.job_id, run.startup_s)
-        run.sampler = RestSampler(run.rest, run.job_id, ctx.run_dir / "metrics",
-                                  float(run.params["metrics_interval_ms"]) / 1000)
-        run.sampler.start()
-        self._start_lag_sampler(ctx, run)
+        return round(time.monotonic() - t0, 3)
+
+    # ------------------------------------------------------------------- faults
+    def kill(self, ctx: Any) -> dict[str, Any]:
+        """Fault runs (sdsbench.faults): SIGKILL the job's whole process group: the PyFlink
+        driver and the JVM that hosts the local mini-cluster (job manager, task manager,
+        every operator). Nothing is cancelled or cleaned up: the checkpoints stay."""
+        from sdsbench.faults import kill_process_group
+
+        run: FlinkRun = ctx.extra["flink"]
+        return {"killed": "flink job (python + mini-cluster JVM)", "job_id": run.job_id,
+                "pids": kill_process_group(run.proc)}
+
+    def restart(self, ctx: Any) -> dict[str, Any]:
+        """Submit the job again from the killed job's last completed checkpoint
+        (``execution.state-recovery.path``): sources resume from the checkpointed offsets,
+        windows from their state. With the at-least-once sink, results written after that
+        checkpoint are written again (measured as duplicates); the exactly-once sink's
+        transactions after it were never committed, so readers see each result once.
+        A new REST port (the old one may linger in TIME_WAIT) and no JIT warm-up."""
+        from sdsbench.services.ports import free_port
+
+        run: FlinkRun = ctx.extra["flink"]
+        checkpoint = latest_checkpoint(Path(run.job.checkpoint_dir) / str(run.job_id))
+        if checkpoint is None:
+            raise RuntimeError(f"no completed checkpoint of job {run.job_id} to restart from "
+                               f"(the fault came before the first one)")
+        run.restarts += 1
+        if run.paths.ready.exists():
+            run.paths.ready.rename(run.paths.flink_dir / f"ready-{run.restarts - 1}.json")
+        old_job = run.job_id
+        run.job = dataclasses.replace(
+            run.job, warmup_topic=None, rest_port=free_port(),
+            flink_options={**run.job.flink_options,
+                           "execution.state-recovery.path": checkpoint.resolve().as_uri()})
+        config = run.paths.flink_dir / f"job_config-restart{run.restarts}.json"
+        write_json_atomic(config, run.job.to_dict())
+        run.rest.url = run.job.rest_url
+        startup_s = self._launch(ctx, run, config)
+        run.source_vertex = self._source_vertex(run)
+        if run.sampler is not None:
+            run.sampler.follow_job(run.job_id)
+        return {"old_job_id": old_job, "job_id": run.job_id, "checkpoint": str(checkpoint),
+                "pid": run.proc.pid, "startup_s": startup_s}
 
     def _check_alive(self, run: FlinkRun, when: str) -> None:
         if run.proc is not None and run.proc.poll() is not None:
@@ -458,11 +518,12 @@ class Pipeline:
     def _start_lag_sampler(self, ctx: Any, run: FlinkRun) -> None:
         from sdsbench.measurement.lag import KafkaEndOffsets, LagSampler
 
-        source = self._source_vertex(run)
+        run.source_vertex = self._source_vertex(run)
         run.lag_ends = KafkaEndOffsets(ctx.services.kafka_bootstrap, run.job.input_topic)
+        # run.job_id and run.source_vertex change when a fault run restarts the job.
         run.lag_sampler = LagSampler(
             ctx.run_dir / "metrics" / "lag.csv", run.lag_ends,
-            lambda: run.rest.consumed_offsets(run.job_id, source),
+            lambda: run.rest.consumed_offsets(run.job_id, run.source_vertex),
             interval_s=float(run.params["metrics_interval_ms"]) / 1000)
         run.lag_sampler.start()
 
@@ -625,6 +686,11 @@ class Pipeline:
             log.warning("could not read the source's record count: %s", exc)
             emitted = None
         in_topic = sum((run.drain.get("input_end_offsets") or {}).values())
+        if run.restarts:
+            # The restarted job's source counts only what it read itself: no difference
+            # to take; collect scans the topic for not-JSON records instead.
+            return {"input_records": in_topic, "json_source_records": emitted,
+                    "skipped_by_json_format": None, "restarts": run.restarts}
         return {"input_records": in_topic, "json_source_records": emitted,
                 "skipped_by_json_format": None if emitted is None else in_topic - int(emitted)}
 

@@ -1,0 +1,34 @@
+# ------------------------------------------------------------------ faults survived (issue 8)
+# The faults group (config experiments.faults; sdsbench.experiments): each block's reference
+# run (<id>-nofault) and its runs with a fault or malformed input. Their engine runs and
+# per-run summaries come from the generic rules (run.smk, analyze.smk); the table also
+# reads each raw run's metrics/faults.json and metrics/lag.csv (sdsbench.analysis.faults).
+FAULT_RUNS = GROUPS.get("faults", [])
+FAULTS_TABLE = f"{SUMMARY}/faults.csv"
+FAULTS_CODE = [f"{LIBRARY}/{m}.py" for m in ("analysis/faults", "experiments")] + [
+    # The malformed-input check, once it exists (sdsbench.analysis.faults.malformed_check).
+    p for p in [f"{LIBRARY}/analysis/malformed.py"] if os.path.exists(p)
+]
+
+
+rule faults_table:
+    input:
+        runs=[f"{SUMMARY}/runs/{r}.json" for r in FAULT_RUNS],
+        windows=[f"{SUMMARY}/windows/{r}.csv" for r in FAULT_RUNS],
+        raw=[f"{RAW}/{r}" for r in FAULT_RUNS],
+        code=FAULTS_CODE + ANALYSIS_CODE,
+        script=f"{SCRIPTS}/make_table.py",
+    output:
+        FAULTS_TABLE,
+    params:
+        summary_dir=lambda w: SUMMARY,
+        raw_dir=lambda w: RAW,
+    log:
+        f"{LOGS}/table/faults.log",
+    shell:
+        "{PY} {input.script} {CONFIG_ARGS} --table faults --summary-dir {params.summary_dir}"
+        " --raw-dir {params.raw_dir} --out {output} > {log} 2>&1"
+
+
+if FAULT_RUNS:
+    TABLES.append(FAULTS_TABLE)
