@@ -16,7 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from sdsbench.analysis import engine_metrics, flow, knee, latency, oracle, throughput_search
+from sdsbench.analysis import (
+    engine_metrics,
+    faults,
+    flow,
+    knee,
+    latency,
+    oracle,
+    throughput_search,
+)
 from sdsbench.analysis.tables import load_run_summaries, load_searches
 
 # Targets the project set itself (issues 5 and 6): t_h on this 2-core machine with
@@ -44,6 +52,7 @@ def definitions() -> dict[str, str]:
         "latency": inspect.getdoc(latency) or "",
         "flow": inspect.getdoc(flow) or "",
         "oracle": inspect.getdoc(oracle) or "",
+        "faults": inspect.getdoc(faults) or "",
         "search": inspect.getdoc(throughput_search) or "",
         "criterion": inspect.getdoc(throughput_search.sustainable) or "",
         "knee": inspect.getdoc(knee.knee_index) or "",
@@ -281,4 +290,8 @@ def build_context(
         "criterion": config["search"],
         "label": plot_common.label,
         "generator_bench": generator_bench,
+        # The faults table (sdsbench.analysis.faults; rules/faults.smk), when the profile
+        # has a faults group.
+        "faults": _records(pd.read_csv(summary_dir / "faults.csv"))
+        if (summary_dir / "faults.csv").exists() else [],
     }
