@@ -18,6 +18,14 @@ catches up. A window query always runs after a flush, so it sees every row hande
 ``insertion_time_ms`` of a row = wall time at which the loop handed its batch to the sink
 (just before it is buffered/COPYed).
 
+Malformed input (``workload.malformed`` / the spec's ``malformed``): valid events reach the
+sink as typed tuples, so there is nothing to parse; the generator's bad records reach it
+as the raw bytes a wire would carry. The sink checks each with ``contract.validate_event``
+(the validator A2 and A3 use) and stores it in ``dead_letters`` (raw bytes + reason,
+partition and offset null) in the same transaction as the batch's rows; the loop never
+stops for bad input. Only bad records are validated: A1's cost per valid event is the
+same as in a run without injection.
+
 Run as a subprocess by ``engines.a1.pipeline`` (so the runner samples its CPU apart from
 its own threads): ``python -m engines.a1.coupled_loop --job <run>/logs/a1-job.json``.
 """
@@ -37,11 +45,13 @@ import psycopg
 from engines.common import pg_schema
 from engines.common.processes import StopFlag
 from engines.common.query_runner import WindowQueryRunner, last_data_window_ms
+from sdsbench import contract
 from sdsbench.rundir import write_json_atomic, write_text_atomic
 from sdsbench.workload.events import Batch
 from sdsbench.workload.generator import (
     EventSource,
     default_start_ns,
+    loop_summary,
     merge_outputs,
     part_dir,
     run_open_loop,
@@ -65,6 +75,7 @@ class PostgresSink:
         insert_method: str = "copy",
         max_copy_rows: int = 50_000,
         flush_interval_ms: int = 50,
+        catalog: contract.AdCatalog | None = None,
     ) -> None:
         if insert_method not in INSERT_METHODS:
             raise ValueError(f"a1.insert_method must be one of {INSERT_METHODS}")
@@ -74,8 +85,11 @@ class PostgresSink:
         self._max_rows = max_copy_rows
         self._flush_interval_ms = flush_interval_ms
         self._buffer: list[tuple] = []
+        self._dead: list[tuple] = []  # (partition, offset, reason, raw, rejected_ms)
+        self._catalog = catalog or contract.ad_catalog()
         self._buffer_since_ms = 0
         self.messages = 0
+        self.rejected = 0
         self.flushes = 0
         self.insert_ms = 0.0
         self.max_flush_rows = 0
@@ -85,6 +99,8 @@ class PostgresSink:
         if not self._buffer:
             self._buffer_since_ms = insertion_ms
         self._buffer.extend(batch.rows(insertion_ms))
+        if batch.bad is not None:
+            self._set_aside(batch.bad_lines(insertion_ms), insertion_ms)
         if (
             len(self._buffer) >= self._max_rows
             or insertion_ms - self._buffer_since_ms >= self._flush_interval_ms
@@ -92,6 +108,15 @@ class PostgresSink:
             self.flush()
         self._query_if_due()
         return len(batch)
+
+    def _set_aside(self, records: list[bytes], now_ms: int) -> None:
+        """Check raw records; bad ones wait in the dead-letter buffer for the next flush."""
+        for raw in records:
+            event, reason = contract.validate_event(raw, self._catalog, now_ms)
+            if event is None:
+                self._dead.append((None, None, reason, raw, now_ms))
+            else:  # a raw record that is valid after all is stored like any event
+                self._buffer.append(tuple(event[f] for f in contract.EVENT_FIELDS))
 
     def idle(self, timeout_s: float) -> None:
         t_end = time.monotonic() + timeout_s
@@ -112,6 +137,7 @@ class PostgresSink:
         return {
             "kind": self.kind,
             "messages": self.messages,
+            "rejected": self.rejected,
             "insert_method": self._method,
             "flushes": self.flushes,
             "rows_per_flush_mean": self.messages / self.flushes if self.flushes else 0.0,
@@ -122,16 +148,25 @@ class PostgresSink:
     # ----------------------------------------------------------------- helpers
     def flush(self) -> None:
         """Insert and commit the buffered rows (one transaction)."""
-        if not self._buffer:
+        if not self._buffer and not self._dead:
             return
         rows, self._buffer = self._buffer, []
+        dead, self._dead = self._dead, []
         t0 = time.perf_counter()
         with self._conn.cursor() as cur:
             if self._method == "copy":
                 pg_schema.copy_events(cur, rows)
             else:
                 pg_schema.insert_events(cur, rows)
+            if dead:
+                with cur.copy(
+                    "COPY dead_letters (kafka_partition, kafka_offset, reason, raw, rejected_ms)"
+                    " FROM STDIN"
+                ) as copy:
+                    for row in dead:
+                        copy.write_row(row)
         self._conn.commit()
+        self.rejected += len(dead)
         self.insert_ms += (time.perf_counter() - t0) * 1000
         self.messages += len(rows)
         self.flushes += 1
@@ -146,21 +181,12 @@ class PostgresSink:
 def _summary(source: EventSource, result: Any, sink_info: dict[str, Any]) -> dict[str, Any]:
     """The per-process generator summary, in the shape ``merge_outputs`` reads (the same
     fields ``sdsbench.workload.generator.run_process`` writes)."""
-    rate = result.rate
     return {
         **source.describe(),
         "start_ns": source.start_ns,
         "schedule_end_ns": source.end_ns,
         "sink": sink_info,
-        "status": "interrupted" if result.interrupted else "ok",
-        "events_sent": rate.total_sent,
-        "events_in_truth": result.truth.total_events,
-        "behind_ms_max": rate.behind_ms_max,
-        "blocked_ms_total": round(rate.blocked_ms_total, 3),
-        "first_send_ns": result.first_send_ns,
-        "last_send_ns": result.last_send_ns,
-        "markers_sent": 0,
-        "sink_report": result.sink_report,
+        **loop_summary(result),
     }
 
 
@@ -181,7 +207,7 @@ def run(job: dict[str, Any], stop: StopFlag) -> int:
     )
     sink = PostgresSink(
         conn, runner, params["insert_method"], int(params["max_copy_rows"]),
-        int(params["flush_interval_ms"]),
+        int(params["flush_interval_ms"]), source.factory.catalog,
     )
     try:
         result = run_open_loop(
@@ -197,9 +223,10 @@ def run(job: dict[str, Any], stop: StopFlag) -> int:
     out = run_dir / "generator"
     part = part_dir(out, 0)
     part.mkdir(parents=True, exist_ok=True)
-    if result.rate.total_sent != result.truth.total_events:  # bookkeeping must agree
-        raise AssertionError(f"sent {result.rate.total_sent} != truth {result.truth.total_events}")
+    if result.bookkeeping_error:  # bookkeeping must agree exactly
+        raise AssertionError(result.bookkeeping_error)
     result.truth.write_csv(part / "truth.csv")
+    result.malformed.write_csv(part / "malformed.csv")
     result.rate.write_csv(part / "rate.csv")
     if source.schedule.state_path is not None:
         write_text_atomic(part / "mmpp_states.csv", source.schedule.state_path.csv_text())

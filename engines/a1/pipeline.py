@@ -10,7 +10,8 @@ its interpreter lock.
 Run outputs: ``generator/`` (truth.csv, rate.csv, summary.json: written by the loop
 with the shared recorders), ``results.csv`` + ``metrics/queries.csv`` (the query
 runner), ``final_counts.csv`` (recount of every window over the complete table),
-``rejects.csv`` (all zero: A1 inserts the generator's own tuples, nothing is parsed),
+``rejects.csv`` (dead letters per reason: the generator's bad records in malformed-input
+runs, checked by the loop; all zero otherwise, valid events arrive as typed tuples),
 ``metrics/a1.json``, ``logs/a1.log``.
 """
 
@@ -103,15 +104,15 @@ class Pipeline:
             with conn.cursor() as cur:
                 cur.execute("SELECT count(*) FROM events")
                 (stored_events,) = cur.fetchone()
-        outputs.write_rejects(
-            ctx.run_dir / "rejects.csv", {reason: 0 for reason in contract.REJECT_REASONS}
-        )
+            rejects = outputs.reject_counts(conn)
+        outputs.write_rejects(ctx.run_dir / "rejects.csv", rejects)
         write_json_atomic(
             ctx.run_dir / "metrics" / "a1.json",
             {
                 "schema": st.schema,
                 "params": st.params,
                 "stored_events": int(stored_events),
+                "rejected": rejects,
                 "final_count_rows": windows,
                 "loop_returncode": st.returncode,
             },
