@@ -19,7 +19,7 @@ rule paper:
         templates=[f"{TEMPLATES}/{t}.j2" for t in ("body", "paper.md", "paper.tex")],
         code=[f"{LIBRARY}/{m}.py" for m in (
             "analysis/paper_context", "analysis/paper_format", "analysis/tables",
-            "analysis/oracle", "analysis/latency", "analysis/flow",
+            "analysis/oracle", "analysis/latency", "analysis/flow", "analysis/faults",
             "analysis/throughput_search", "analysis/knee", "plots/common")],
         script=f"{SCRIPTS}/render_paper.py",
     output:

@@ -33,8 +33,9 @@ Definitions (as coded):
 - ``survived``: the fault was injected, no window or event was lost, no event counted
   twice, every evaluable window's final result is exact (or short by exactly the late
   events the pipeline reports dropping), and no duplicate record where exactly-once is
-  promised. Malformed-input runs: the same on the valid events, plus the check of the bad
-  records set aside (``sdsbench.analysis.malformed.check_malformed``).
+  promised. Malformed-input runs: the same on the valid events, and every injected bad
+  record set aside under its reason (``passed`` of
+  ``sdsbench.analysis.malformed.check_malformed``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ FAULT_COLUMNS = (
     "first_result_after_fault_s", "lost_windows", "lost_events", "excess_events",
     "duplicate_records", "changed_windows", "exact_ratio", "reference_exact_ratio",
     "latency_from_window_end_ms_p95", "reference_latency_from_window_end_ms_p95",
-    "generator_behind_ms_max", "rejected_events", "malformed_check", "exactly_once",
+    "generator_behind_ms_max", "rejected_events", "malformed_injected",
+    "malformed_set_aside", "malformed_passed", "exactly_once",
     "survived",
 )
 
@@ -122,19 +124,22 @@ def first_result_after(windows: pd.DataFrame | None, fault_ms: float) -> float:
     return round((float(later.min()) - fault_ms) / 1000, 3) if len(later) else math.nan
 
 
-def malformed_check(run_dir: Path) -> tuple[str, bool | None]:
-    """The malformed-input check of a run (sdsbench.analysis.malformed), as (text, ok).
+def malformed_check(run_dir: Path) -> dict[str, Any]:
+    """The malformed-input columns of a run (``sdsbench.analysis.malformed``): bad records
+    injected, bad records set aside, and its verdict ``passed`` (every one set aside under
+    its reason, and the valid events' results right)."""
+    from sdsbench.analysis.malformed import check_malformed
+    from sdsbench.analysis.rundata import RunDataError
 
-    HOOK: ``check_malformed(run_dir) -> dict`` is built with the malformed-input injection
-    (issue 8, another part); until that module exists the check is reported as not
-    available and the run's survival rests on its valid events alone."""
     try:
-        from sdsbench.analysis.malformed import check_malformed
-    except ImportError:
-        return "not available (sdsbench.analysis.malformed missing)", None
-    result = check_malformed(run_dir)
-    ok = result.get("ok")
-    return json.dumps(result, sort_keys=True, default=str), (None if ok is None else bool(ok))
+        result = check_malformed(run_dir)
+    except (RunDataError, OSError, KeyError) as exc:
+        # Nothing to check against (e.g. no generator/malformed.csv): not passed.
+        return {"malformed_injected": None, "malformed_set_aside": None,
+                "malformed_passed": None, "malformed_error": str(exc)}
+    return {"malformed_injected": result["injected_total"],
+            "malformed_set_aside": result["set_aside_total"],
+            "malformed_passed": bool(result["passed"])}
 
 
 def fault_row(
@@ -181,9 +186,9 @@ def fault_row(
         out["reference_latency_from_window_end_ms_p95"] = reference.get(
             "latency_from_window_end_ms_p95")
     check_ok: bool | None = None
-    out["malformed_check"] = ""
     if injection == "malformed":
-        out["malformed_check"], check_ok = malformed_check(run_dir)
+        out |= malformed_check(run_dir)
+        check_ok = bool(out["malformed_passed"])  # a check that could not be made fails
     dup_ok = not eo or (out["duplicate_records"] == 0 and out["changed_windows"] == 0)
     out["survived"] = bool(
         out["injected"]

@@ -1,0 +1,259 @@
+"""Fault injection (issue 8): the injector, the faults group, the analysis, and real runs of
+every pipeline killed with SIGKILL mid-run (plus one broker restart), checked against the
+generator's truth: no window or event lost, nothing counted twice, no duplicate result
+where the pipeline promises exactly-once.
+
+The real runs take the session's services; Spark and Flink runs need their venvs
+(``bash env/setup.sh spark|flink``) and take one to two minutes each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from sdsbench import faults as faults_mod
+from sdsbench.analysis.faults import faults_table, recovery, total_lag
+from sdsbench.config import ConfigError, load_config
+from sdsbench.experiments import FAULTS, expand_runs, run_groups
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------ the faults group
+def test_faults_group_pairs_each_fault_with_a_reference_of_the_same_seed() -> None:
+    config = load_config()
+    runs, group = expand_runs(config), run_groups(config)[FAULTS]
+    assert group, "the quick profile has a faults group"
+    for run_id in group:
+        spec = runs[run_id]
+        if run_id.endswith("-nofault"):
+            assert "fault" not in spec and "malformed" not in spec
+            continue
+        ref = runs[spec["reference_run"]]
+        assert spec["seed"] == ref["seed"] and spec["arrival"] == ref["arrival"]
+        assert spec["params"] == ref["params"] and spec["duration_s"] == ref["duration_s"]
+        assert ("fault" in spec) != ("malformed" in spec)
+    pipelines = {runs[r]["pipeline"] for r in group if runs[r].get("fault", {}).get("kind")
+                 == "kill_sut"}
+    assert pipelines == {"a2", "a3", "spark", "flink"}
+    assert any(runs[r].get("fault", {}).get("kind") == "broker_restart" for r in group)
+
+
+def test_a_fault_outside_the_run_names_the_key() -> None:
+    bad = {"experiments": {"faults": {"duration_s": 10, "blocks": [
+        {"pipelines": ["a2"], "processes": ["constant"], "rates_eps": [1000],
+         "injections": [{"kind": "kill_sut", "at_s": 30}]}]}}}
+    with pytest.raises(ConfigError, match=r"experiments\.faults\.blocks\.0\.injections\.0\.at_s"):
+        expand_runs(load_config(overrides=bad))
+    bad["experiments"]["faults"]["blocks"][0]["injections"] = [{"kind": "reboot", "at_s": 1}]
+    with pytest.raises(ConfigError, match=r"experiments\.faults\.blocks\.0\.injections\.0"):
+        load_config(overrides=bad)
+
+
+# ------------------------------------------------------------------ the injector
+class _FakePipeline:
+    owns_generator = False
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def kill(self, ctx: Any) -> dict[str, Any]:
+        self.calls.append("kill")
+        return {"pids": [1]}
+
+    def restart(self, ctx: Any) -> dict[str, Any]:
+        self.calls.append("restart")
+        return {"pids": [2]}
+
+
+class _Ctx:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+
+def test_injector_kills_then_restarts_and_records_each_step(tmp_path: Path) -> None:
+    pipeline = _FakePipeline()
+    injector = faults_mod.FaultInjector({"kind": "kill_sut", "at_s": 0.2}, pipeline,
+                                        _Ctx(tmp_path), duration_s=5)
+    injector.start()
+    threading.Event().wait(0.5)
+    record = injector.finish(timeout_s=5)
+    assert pipeline.calls == ["kill", "restart"]
+    steps = [e["step"] for e in record["events"]]
+    assert steps == ["armed", "kill", "killed", "restart", "restarted"]
+    times = [e["time_ms"] for e in record["events"]]
+    assert times == sorted(times)
+    assert json.loads((tmp_path / "metrics" / "faults.json").read_text())["injected"] is True
+
+
+def test_injector_not_yet_due_is_cancelled_and_recorded_as_not_injected(tmp_path: Path) -> None:
+    pipeline = _FakePipeline()
+    injector = faults_mod.FaultInjector({"kind": "kill_sut", "at_s": 4}, pipeline,
+                                        _Ctx(tmp_path), duration_s=5)
+    injector.start()
+    record = injector.finish(timeout_s=5)
+    assert pipeline.calls == [] and record["injected"] is False and "reason" in record
+
+
+def test_injector_failure_fails_the_run(tmp_path: Path) -> None:
+    class Broken(_FakePipeline):
+        def restart(self, ctx: Any) -> dict[str, Any]:
+            raise RuntimeError("no checkpoint")
+
+    injector = faults_mod.FaultInjector({"kind": "kill_sut", "at_s": 0.1}, Broken(),
+                                        _Ctx(tmp_path), duration_s=5)
+    injector.start()
+    threading.Event().wait(0.4)
+    with pytest.raises(RuntimeError, match="no checkpoint"):
+        injector.finish(timeout_s=5)
+    assert "no checkpoint" in json.loads((tmp_path / "metrics" / "faults.json").read_text())[
+        "error"]
+
+
+@pytest.mark.parametrize("fault", [{"kind": "reboot", "at_s": 1}, {"kind": "kill_sut"},
+                                   {"kind": "broker_restart", "at_s": 9}])
+def test_bad_faults_are_refused(fault: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="fault"):
+        faults_mod.validate_fault(fault, duration_s=5)
+
+
+# ------------------------------------------------------------------ recovery time
+def test_recovery_is_when_lag_returns_to_its_level_before_the_fault() -> None:
+    # 2 partitions; lag 600 before the fault at t=10 s, 20k at 12 s, back to 800 at 15 s.
+    rows = []
+    for t_s, lag in [(6, 600), (8, 500), (10, 600), (11, 9000), (12, 20000), (14, 4000),
+                     (15, 800), (16, 300)]:
+        rows += [{"time_ms": t_s * 1000, "partition": p, "lag": lag / 2} for p in (0, 1)]
+    lag = total_lag(pd.DataFrame(rows))
+    out = recovery(lag, fault_ms=10_500, back_ms=10_600)
+    assert out["recovered"] and out["lag_before_fault"] == 600
+    # 1000 records is the floor of the threshold: 800 at 15 s counts as caught up.
+    assert out["recovery_s"] == pytest.approx(4.5)
+    never = recovery(total_lag(pd.DataFrame(rows[:10])), fault_ms=10_500, back_ms=10_600)
+    assert not never["recovered"] and math.isnan(never["recovery_s"])
+
+
+# ------------------------------------------------------------------ real runs
+def _venv_ready(engine: str) -> bool:
+    return (REPO / ".venv" / engine / "bin" / "python").exists() and any(
+        (REPO / ".deps" / f"{engine}-jars").glob("*.jar"))
+
+
+def _fault_run(
+    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: str,
+    fault: dict[str, Any], params: dict[str, Any] | None = None, own_stack: Path | None = None,
+    rate: int = 2000, duration_s: float = 20,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one fault run on the session's services; (faults table row, faults.json)."""
+    from conftest import TEST_SERVICES_CONFIG
+
+    from sdsbench import runner
+    from sdsbench.analysis.summarize import write_run_summary
+    from sdsbench.experiments import make_spec
+
+    if own_stack is not None:
+        # The run must own the broker it restarts: the session's stack, not an external one.
+        monkeypatch.setattr(runner, "SERVICES_STATE_DIR", own_stack)
+        service_cfg: dict[str, Any] = TEST_SERVICES_CONFIG
+    else:
+        monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
+        service_cfg = {"postgres": {"dsn": services.pg_dsn},
+                       "kafka": {"bootstrap_servers": services.kafka_bootstrap}}
+    run_id = f"t-{pipeline}-{uuid.uuid4().hex[:6]}-fault"
+    blocks = [{"pipelines": [pipeline], "processes": ["constant"], "rates_eps": [rate],
+               "injections": [fault]}]
+    config = load_config(overrides={
+        "services": service_cfg, "run": {"drain_timeout_s": 150},
+        "experiments": {"faults": {"duration_s": duration_s, "blocks": blocks}},
+    })
+    spec = make_spec(config, pipeline, "constant", rate, params=params, run_id=run_id,
+                     duration_s=duration_s)
+    spec["fault"] = fault
+    raw, summary = tmp_path / "raw", tmp_path / "summary"
+    out = runner.execute_run(config, spec, raw / run_id)
+    write_run_summary(out, config, summary / "runs" / f"{run_id}.json",
+                      summary / "windows" / f"{run_id}.csv", summary / "series" / f"{run_id}.csv")
+    from sdsbench.analysis.faults import fault_row
+
+    row = fault_row(spec, config, summary, raw, None)
+    return row, json.loads((out / "metrics" / "faults.json").read_text())
+
+
+def _assert_survived(row: dict[str, Any], record: dict[str, Any]) -> None:
+    assert record["injected"], record
+    steps = [e["step"] for e in record["events"]]
+    assert steps[-1] in ("restarted", "broker_started"), steps
+    assert row["lost_windows"] == 0, row
+    assert row["lost_events"] == 0, row
+    assert row["excess_events"] == 0, row
+    if row["exactly_once"]:
+        assert row["duplicate_records"] == 0 and row["changed_windows"] == 0, row
+    assert row["survived"], row
+
+
+def test_a2_consumers_killed_resume_from_postgres_offsets(services, tmp_path, monkeypatch):
+    row, record = _fault_run(services, tmp_path, monkeypatch, "a2",
+                             {"kind": "kill_sut", "at_s": 8})
+    killed = next(e for e in record["events"] if e["step"] == "killed")
+    assert len(killed["pids"]) == 2  # both consumers
+    _assert_survived(row, record)
+    assert row["exactly_once"] and row["recovered"]
+
+
+def test_a3_watermark_stage_killed_resumes_and_fires_every_window(
+    services, tmp_path, monkeypatch
+):
+    row, record = _fault_run(services, tmp_path, monkeypatch, "a3",
+                             {"kind": "kill_sut", "at_s": 8})
+    killed = next(e for e in record["events"] if e["step"] == "killed")
+    assert len(killed["pids"]) == 3  # two consumers and the emitter
+    _assert_survived(row, record)
+    assert row["recovered"]
+
+
+def test_broker_restart_mid_run_loses_nothing(services, services_state_dir, tmp_path,
+                                              monkeypatch):
+    row, record = _fault_run(services, tmp_path, monkeypatch, "a2",
+                             {"kind": "broker_restart", "at_s": 8, "down_s": 2},
+                             own_stack=services_state_dir)
+    started = next(e for e in record["events"] if e["step"] == "broker_started")
+    assert started["new_pid"] != started["old_pid"]
+    _assert_survived(row, record)
+
+
+@pytest.mark.skipif(not _venv_ready("spark"), reason="run `bash env/setup.sh spark`")
+def test_spark_driver_killed_resumes_from_its_checkpoint(services, tmp_path, monkeypatch):
+    row, record = _fault_run(services, tmp_path, monkeypatch, "spark",
+                             {"kind": "kill_sut", "at_s": 8},
+                             params={"warmup_events": 10_000, "keep_topics": False})
+    restarted = next(e for e in record["events"] if e["step"] == "restarted")
+    assert restarted["pid"] > 0
+    _assert_survived(row, record)  # at-least-once sink: duplicates measured, not asserted
+
+
+@pytest.mark.skipif(not _venv_ready("flink"), reason="run `bash env/setup.sh flink`")
+def test_flink_exactly_once_job_killed_resumes_from_its_checkpoint(
+    services, tmp_path, monkeypatch
+):
+    row, record = _fault_run(
+        services, tmp_path, monkeypatch, "flink", {"kind": "kill_sut", "at_s": 8},
+        params={"warmup_events": 10_000, "parallelism": 1, "checkpoint_interval_ms": 2000,
+                "delivery_guarantee": "exactly-once"})
+    restarted = next(e for e in record["events"] if e["step"] == "restarted")
+    assert restarted["job_id"] != restarted["old_job_id"] and "chk-" in restarted["checkpoint"]
+    assert row["exactly_once"]
+    _assert_survived(row, record)  # exactly-once: no duplicate record either
+
+
+def test_faults_table_reads_every_run_of_the_group(tmp_path: Path) -> None:
+    # No runs on disk: the table cannot be built (it never invents a row).
+    with pytest.raises(FileNotFoundError):
+        faults_table(load_config(), tmp_path / "summary", tmp_path / "raw")
