@@ -628,7 +628,8 @@ class Pipeline:
             found = scan_not_json(bootstrap, run.job.input_topic,
                                   run.drain.get("input_end_offsets") or {})
             counts["not_json_found_by_scan"] = len(found)
-            if len(found) != counts.get("skipped_by_json_format"):
+            skipped = counts.get("skipped_by_json_format")
+            if skipped is not None and len(found) != skipped:
                 log.warning("the JSON source skipped %s records, the scan found %d not-JSON",
                             counts.get("skipped_by_json_format"), len(found))
             rejects += found
