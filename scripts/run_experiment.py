@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-result", help="t_h search result (runs at a multiple of t_h)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Snakemake ends the jobs of an interrupted run with SIGTERM: raise, so the runner
+    # stops the SUT and leaves the run aside as <out>.failed (never as a finished run).
+    signal.signal(signal.SIGTERM, _terminated)
 
     config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
     # The runner starts or reuses the services in this directory.
@@ -50,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     runner.execute_run(config, spec, args.out)
     logging.info("run %s complete: %s", args.run_id, args.out)
     return 0
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
