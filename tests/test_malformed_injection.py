@@ -149,6 +149,21 @@ def test_every_bad_record_is_rejected_with_its_kinds_reason_and_truth_has_valid_
             counts[(campaign, window, t)] for t in ("views", "clicks", "purchases"))
 
 
+def test_counts_per_window_follow_the_replaced_events_window(config: dict) -> None:
+    cfg = copy.deepcopy(config)
+    cfg["workload"]["disorder"] = {**cfg["workload"]["disorder"], "fraction": 0.3,
+                                   "max_delay_ms": 8000}
+    run_spec = spec(0.1, ["unknown_ad"]) | {"duration_s": 3.0}
+    _, sink, result = run_recorded(cfg, run_spec)
+    seen: Counter = Counter()
+    for raw in sink.records:
+        record = json.loads(raw)
+        if record["ad_id"] not in contract.ad_catalog().campaign_of_ad:
+            seen[("unknown_ad", contract.event_window_start_ms(record["event_time_ns"]))] += 1
+    assert dict(seen) == result.malformed.counts
+    assert len(seen) >= 2  # the delayed events reach into an earlier window
+
+
 def test_only_the_configured_kinds_are_injected(config: dict) -> None:
     _, _, result = run_recorded(config, spec(0.05, ["unknown_ad", "absurd_timestamp"]))
     injected = result.malformed.by_kind()
@@ -202,7 +217,10 @@ def test_processes_write_and_merge_malformed_csv(config: dict, tmp_path) -> None
     with open(tmp_path / "malformed.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == MALFORMED_COLUMNS
-    by_kind = {r["kind"]: int(r["count"]) for r in rows}
+    by_kind = dict.fromkeys(MALFORMED_KINDS, 0)
+    for r in rows:
+        assert r["reason"] == REASON_OF_KIND[r["kind"]]
+        by_kind[r["kind"]] += int(r["count"])
     assert by_kind == {k: sum(s["malformed_by_kind"][k] for s in summaries)
                        for k in MALFORMED_KINDS}
     assert merged["events_malformed"] == sum(by_kind.values()) > 0

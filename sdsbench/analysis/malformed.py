@@ -7,6 +7,15 @@ the records it set aside per contract reject reason (``rejects.csv``: reason, co
 Each kind maps to one reason (``REASON_OF_KIND``), so the two compare reason by reason.
 The valid events' correctness is the run summary's own (``sdsbench.analysis.summarize``
 and ``.oracle``: truth.csv holds the valid events only), not a second implementation.
+
+Window-decided reasons. Flink decides ``unknown_ad`` after its first aggregation, once
+per (ad, window), when the window fires; Spark, A1-A3 decide every reason per record.
+A window that never fires (after the run's fire horizon: Flink's watermark stops with its
+input) is never judged, for valid events (the oracle's ``unfired_tail`` windows) and bad
+records alike. So the set-aside count expected of such a reason counts only the records
+whose window (of the event each replaced, ``generator/malformed.csv``) ends at or before
+the horizon that the valid-event check uses; the others are reported as
+``unjudged_after_horizon``, never hidden.
 """
 
 from __future__ import annotations
@@ -18,8 +27,11 @@ from typing import Any
 
 from sdsbench.analysis.rundata import RunData, RunDataError, load_run
 from sdsbench.analysis.summarize import summarize_run
-from sdsbench.contract import REJECT_REASONS
-from sdsbench.workload.malformed import MALFORMED_KINDS, REASON_OF_KIND, read_malformed_csv
+from sdsbench.contract import REJECT_REASONS, WINDOW_MS
+from sdsbench.workload.malformed import REASON_OF_KIND, by_kind, read_malformed_windows
+
+# Reasons a pipeline decides only when a window fires (see the module docstring).
+WINDOW_DECIDED_REASONS: dict[str, tuple[str, ...]] = {"flink": ("unknown_ad",)}
 
 # Correctness keys of the run summary copied into ``valid_check``.
 VALID_CHECK_KEYS = (
@@ -61,11 +73,18 @@ def check_malformed(run_dir: str | Path) -> dict[str, Any]:
     - ``set_aside``: ``{reason: count}`` the pipeline set aside (rejects.csv), every
       reason of ``contract.REJECT_REASONS`` (plus any other reason the pipeline wrote);
     - ``injected_total``, ``set_aside_total``: the sums;
-    - ``difference_by_reason``: ``set_aside - injected`` for the reasons where they differ
-      (empty when they agree);
-    - ``all_set_aside``: True when, for every reason, the pipeline set aside exactly as
-      many records as were injected with that reason (nothing lost, nothing valid set
-      aside, no record under another reason);
+    - ``horizon_ms``: the run's fire horizon (the valid-event check's; None = no horizon);
+    - ``unjudged_after_horizon``: ``{reason: count}`` of injected records with a
+      window-decided reason (``WINDOW_DECIDED_REASONS``) whose window ends after the
+      horizon: never fired, so never judged (empty for per-record pipelines);
+    - ``expected_set_aside``: ``injected_by_reason`` minus ``unjudged_after_horizon``;
+    - ``difference_by_reason``: ``set_aside - expected_set_aside`` for the reasons where
+      they differ (empty when they agree);
+    - ``all_set_aside``: True when, for every reason, the pipeline set aside exactly the
+      expected number of records (nothing lost, nothing valid set aside, no record under
+      another reason);
+    - ``set_aside_equals_injected``: the same against ``injected_by_reason`` itself
+      (False for a Flink run with unknown ads in its unfired tail windows);
     - ``valid_correct``: the valid events' results match truth (``correct`` of the run
       summary: every evaluable window exact, nothing extra);
       ``valid_correct_where_not_dropped``: the same, except for windows that differ by
@@ -77,20 +96,32 @@ def check_malformed(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run = load_run(run_dir)  # raises unless the run completed
     generator = run.generator
-    injected = read_malformed_csv(run_dir / "generator" / "malformed.csv")
-    by_reason = {reason: 0 for reason in REJECT_REASONS}
-    for kind in MALFORMED_KINDS:
-        by_reason[REASON_OF_KIND[kind]] += injected[kind]
-    set_aside = _set_aside(run)
-    difference = {
-        reason: set_aside.get(reason, 0) - by_reason.get(reason, 0)
-        for reason in sorted(set(by_reason) | set(set_aside))
-        if set_aside.get(reason, 0) != by_reason.get(reason, 0)
-    }
+    windows = read_malformed_windows(run_dir / "generator" / "malformed.csv")
+    injected = by_kind(windows)
     config = run.provenance.get("config")
     if config is None:
         raise RunDataError(f"run {run_dir}: provenance.json has no config")
     summary, _, _ = summarize_run(run_dir, config)
+    horizon_ms = float(summary.get("horizon_ms", math.inf))
+    window_decided = WINDOW_DECIDED_REASONS.get(run.pipeline, ())
+    by_reason = {reason: 0 for reason in REJECT_REASONS}
+    unjudged: dict[str, int] = {}
+    for (kind, window_start), count in windows.items():
+        reason = REASON_OF_KIND[kind]
+        by_reason[reason] += count
+        if reason in window_decided and window_start + WINDOW_MS > horizon_ms:
+            unjudged[reason] = unjudged.get(reason, 0) + count
+    expected = {r: n - unjudged.get(r, 0) for r, n in by_reason.items()}
+    set_aside = _set_aside(run)
+
+    def differences(reference: dict[str, int]) -> dict[str, int]:
+        return {
+            reason: set_aside.get(reason, 0) - reference.get(reason, 0)
+            for reason in sorted(set(reference) | set(set_aside))
+            if set_aside.get(reason, 0) != reference.get(reason, 0)
+        }
+
+    difference = differences(expected)
     # NaN (a count the pipeline does not report) becomes None: the dict stays JSON.
     valid_check = {key: _none_if_nan(summary.get(key)) for key in VALID_CHECK_KEYS}
     setting = generator.get("malformed") or run.spec.get("malformed") or {}
@@ -108,8 +139,12 @@ def check_malformed(run_dir: str | Path) -> dict[str, Any]:
         "set_aside": set_aside,
         "injected_total": sum(injected.values()),
         "set_aside_total": sum(set_aside.values()),
+        "horizon_ms": None if math.isinf(horizon_ms) else horizon_ms,
+        "unjudged_after_horizon": unjudged,
+        "expected_set_aside": expected,
         "difference_by_reason": difference,
         "all_set_aside": all_set_aside,
+        "set_aside_equals_injected": not differences(by_reason),
         "valid_correct": valid_correct,
         "valid_correct_where_not_dropped": where_not_dropped,
         "valid_check": valid_check,

@@ -399,7 +399,7 @@ def run_open_loop(
                         part = part.head(accepted)
                     elif accepted > n_valid:  # bad records follow the valid events
                         assert batch.bad is not None
-                        malformed.add(batch.bad.kind[: accepted - n_valid])
+                        malformed.add(batch.bad.head(accepted - n_valid))
                     truth.add(
                         factory.campaign_of(part.ad),
                         part.event_type,

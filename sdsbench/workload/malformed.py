@@ -16,7 +16,11 @@ Every kind maps to the contract reject reason of the same name (``REASON_OF_KIND
 reason ``contract.validate_event`` gives it, so the analysis compares injected and
 set-aside counts per reason. Bad records are load: they are sent, counted as sent in
 rate.csv and the summary, and never enter truth.csv (truth = valid events only); their
-exact counts per kind go to ``malformed.csv``.
+exact counts go to ``malformed.csv``, per kind and per event-time window of the event each
+one replaced (``window_start_ms``; for ``unknown_ad`` and most ``missing_field`` records
+that is the window the record itself names). The window matters where an engine decides a
+reason only when a window fires (Flink: ``unknown_ad`` after its first aggregation): a bad
+record in a window that never fires is never judged, like the valid events there.
 
 Draws come from their own random stream, so a run with ``fraction: 0`` sends exactly the
 events it sent before malformed input existed, and a run with ``fraction > 0`` replaces
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sdsbench.config import ConfigError
-from sdsbench.contract import EVENT_FIELDS, REJECT_REASONS
+from sdsbench.contract import EVENT_FIELDS, REJECT_REASONS, WINDOW_MS
 from sdsbench.rundir import write_text_atomic
 
 if TYPE_CHECKING:
@@ -47,7 +51,7 @@ MALFORMED_KINDS: tuple[str, ...] = ("not_json", "missing_field", "unknown_ad", "
 # The contract reject reason each kind must be set aside with.
 REASON_OF_KIND: dict[str, str] = {kind: kind for kind in MALFORMED_KINDS}
 assert set(REASON_OF_KIND.values()) <= set(REJECT_REASONS)
-MALFORMED_COLUMNS: tuple[str, ...] = ("kind", "reason", "count")
+MALFORMED_COLUMNS: tuple[str, ...] = ("kind", "reason", "window_start_ms", "count")
 _NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
 
 
@@ -106,6 +110,7 @@ class BadRecords:
     of the encoded record it is cut."""
 
     kind: np.ndarray
+    window_start_ms: np.ndarray  # event-time window of the event each record replaced
     templates: list[dict[str, Any]]
     cut: list[float | None]
 
@@ -113,7 +118,16 @@ class BadRecords:
         return len(self.templates)
 
     def tail(self, start: int) -> BadRecords:
-        return BadRecords(self.kind[start:], self.templates[start:], self.cut[start:])
+        return BadRecords(
+            self.kind[start:], self.window_start_ms[start:], self.templates[start:],
+            self.cut[start:],
+        )
+
+    def head(self, stop: int) -> BadRecords:
+        return BadRecords(
+            self.kind[:stop], self.window_start_ms[:stop], self.templates[:stop],
+            self.cut[:stop],
+        )
 
     def encode(self, insertion_ms: int) -> list[bytes]:
         out = []
@@ -169,43 +183,60 @@ def draw_bad_records(
             event["event_time_ns"] = (0, -int(due_ns), int(due_ns) + _NS_PER_YEAR)[variant]
         templates.append(event)
         cuts.append(cut)
-    return cols.select(~bad), BadRecords(kinds, templates, cuts)
+    windows = (cols.event_time_ns[picked] // 1_000_000) // WINDOW_MS * WINDOW_MS
+    return cols.select(~bad), BadRecords(kinds, windows, templates, cuts)
+
+
+# (kind, window_start_ms) -> count
+WindowCounts = dict[tuple[str, int], int]
 
 
 class MalformedRecorder:
-    """Exact counts per kind of the bad records handed to the sink."""
+    """Exact counts per kind and window of the bad records handed to the sink."""
 
     def __init__(self) -> None:
-        self.counts = np.zeros(len(MALFORMED_KINDS), dtype=np.int64)
+        self.counts: WindowCounts = {}
 
-    def add(self, kind: np.ndarray) -> None:
-        if len(kind):
-            self.counts += np.bincount(kind, minlength=len(MALFORMED_KINDS))
+    def add(self, bad: BadRecords) -> None:
+        for kind, window in zip(bad.kind.tolist(), bad.window_start_ms.tolist(), strict=True):
+            key = (MALFORMED_KINDS[kind], int(window))
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     @property
     def total(self) -> int:
-        return int(self.counts.sum())
+        return sum(self.counts.values())
 
     def by_kind(self) -> dict[str, int]:
-        return {kind: int(c) for kind, c in zip(MALFORMED_KINDS, self.counts, strict=True)}
+        return by_kind(self.counts)
 
     def write_csv(self, path: str | Path) -> None:
-        write_malformed_csv(path, self.by_kind())
+        write_malformed_csv(path, self.counts)
 
 
-def write_malformed_csv(path: str | Path, by_kind: Mapping[str, int]) -> None:
-    """One row per kind (every kind, zero when not injected): kind, reason, count."""
+def by_kind(counts: WindowCounts) -> dict[str, int]:
+    """Totals per kind (every kind, zero when not injected)."""
+    out = {kind: 0 for kind in MALFORMED_KINDS}
+    for (kind, _), count in counts.items():
+        out[kind] += count
+    return out
+
+
+def write_malformed_csv(path: str | Path, counts: WindowCounts) -> None:
+    """Rows kind, reason, window_start_ms, count (sorted; no row for a zero count)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(MALFORMED_COLUMNS)
-    for kind in MALFORMED_KINDS:
-        writer.writerow((kind, REASON_OF_KIND[kind], int(by_kind.get(kind, 0))))
+    for (kind, window), count in sorted(
+        counts.items(), key=lambda item: (MALFORMED_KINDS.index(item[0][0]), item[0][1])
+    ):
+        if count:
+            writer.writerow((kind, REASON_OF_KIND[kind], window, int(count)))
     write_text_atomic(path, buf.getvalue())
 
 
-def read_malformed_csv(path: str | Path) -> dict[str, int]:
-    """Counts per kind from a malformed.csv; a missing file means none were injected."""
-    counts = {kind: 0 for kind in MALFORMED_KINDS}
+def read_malformed_windows(path: str | Path) -> WindowCounts:
+    """Counts per (kind, window) from a malformed.csv; a missing file means none."""
+    counts: WindowCounts = {}
     path = Path(path)
     if not path.exists():
         return counts
@@ -214,17 +245,23 @@ def read_malformed_csv(path: str | Path) -> dict[str, int]:
         if tuple(reader.fieldnames or ()) != MALFORMED_COLUMNS:
             raise ValueError(f"{path}: expected columns {list(MALFORMED_COLUMNS)}")
         for row in reader:
-            if row["kind"] not in counts:
+            if row["kind"] not in MALFORMED_KINDS:
                 raise ValueError(f"{path}: unknown kind {row['kind']!r}")
-            counts[row["kind"]] += int(row["count"])
+            key = (row["kind"], int(row["window_start_ms"]))
+            counts[key] = counts.get(key, 0) + int(row["count"])
     return counts
+
+
+def read_malformed_csv(path: str | Path) -> dict[str, int]:
+    """Counts per kind (every kind) from a malformed.csv; a missing file means none."""
+    return by_kind(read_malformed_windows(path))
 
 
 def merge_malformed_files(paths: Iterable[str | Path], out: str | Path) -> dict[str, int]:
     """Sum per-process malformed.csv files into ``out``; returns the counts per kind."""
-    total = {kind: 0 for kind in MALFORMED_KINDS}
+    total: WindowCounts = {}
     for path in paths:
-        for kind, count in read_malformed_csv(path).items():
-            total[kind] += count
+        for key, count in read_malformed_windows(path).items():
+            total[key] = total.get(key, 0) + count
     write_malformed_csv(out, total)
-    return total
+    return by_kind(total)
