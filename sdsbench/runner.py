@@ -110,7 +110,9 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
     from sdsbench.services.stack import ensure_services
     from sdsbench.workload.generator import launch_generators
 
-    out_dir = Path(out_dir)
+    # Absolute: the SUT and generator processes run in the repository, not in the
+    # caller's working directory (snakemake -d <elsewhere>).
+    out_dir = Path(out_dir).resolve()
     pipeline = load_pipeline(spec["pipeline"])
     with atomic_run_dir(out_dir) as run_dir:
         services = ensure_services(config["services"], SERVICES_STATE_DIR)
