@@ -1,4 +1,5 @@
-"""The open-loop YSB workload: arrival processes, events, exact truth, sinks, generator.
+"""The open-loop YSB workload: arrival processes, events, exact truth, sinks, generator,
+malformed-input injection.
 
 Entry points: ``launch_generators`` / ``GeneratorGroup`` (separate producer processes,
 ``sdsbench.workload.generator``), and for in-process use ``EventSource`` +
@@ -19,6 +20,9 @@ _EXPORTS = {
     "validate_arrival": "arrivals",
     "Batch": "events",
     "EventFactory": "events",
+    "MALFORMED_KINDS": "malformed",
+    "MalformedSpec": "malformed",
+    "malformed_spec": "malformed",
     "RateRecorder": "truth",
     "TruthRecorder": "truth",
     "EventSource": "generator",
