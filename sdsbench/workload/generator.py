@@ -21,8 +21,9 @@ their files into ``out_dir/truth.csv``, ``rate.csv``, ``malformed.csv``, ``summa
 
 Malformed input (``sdsbench.workload.malformed``): in a run with ``malformed.fraction > 0``
 a seeded share of the scheduled events is replaced by bad records, sent after the tick's
-valid events. They count as sent (rate.csv, ``events_sent``) and are counted per kind in
-malformed.csv, never in truth.csv: ``events_sent = events_in_truth + events_malformed``.
+valid events. They count as sent (rate.csv, ``events_sent``) and are counted per kind (and
+event-time window) in malformed.csv, never in truth.csv: ``events_sent = events_in_truth +
+events_malformed``.
 
 Sink dict (``launch_generators``'s ``sink``)::
 
