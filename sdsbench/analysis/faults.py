@@ -33,8 +33,8 @@ Definitions (as coded):
 - ``survived``: the fault was injected, no window or event was lost, no event counted
   twice, every evaluable window's final result is exact (or short by exactly the late
   events the pipeline reports dropping), and no duplicate record where exactly-once is
-  promised. Malformed-input runs: the same on the valid events, and every injected bad
-  record set aside under its reason (``passed`` of
+  promised. Malformed-input runs: the same on the valid events, bad records injected, and
+  every one set aside under its reason (``passed`` of
   ``sdsbench.analysis.malformed.check_malformed``).
 """
 
@@ -188,7 +188,8 @@ def fault_row(
     check_ok: bool | None = None
     if injection == "malformed":
         out |= malformed_check(run_dir)
-        check_ok = bool(out["malformed_passed"])  # a check that could not be made fails
+        # A check that could not be made, or a run that injected nothing, is no survival.
+        check_ok = bool(out["malformed_passed"]) and bool(out["malformed_injected"])
     dup_ok = not eo or (out["duplicate_records"] == 0 and out["changed_windows"] == 0)
     out["survived"] = bool(
         out["injected"]
