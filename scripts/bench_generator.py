@@ -328,14 +328,14 @@ def run_trial(
     worst = max(ratios, key=lambda x: abs(1 - x))
     row.update(
         passed=all(abs(1 - x) <= tolerance for x in ratios),
-        achieved_eps=summary["events_sent"] / max(summary["send_span_s"], 1e-9)
+        achieved_eps=round(summary["events_sent"] / summary["send_span_s"], 1)
         if summary["send_span_s"]
         else 0.0,
         worst_second_ratio=round(worst, 4),
         behind_ms_max=round(summary["behind_ms_max"], 1),
         blocked_ms=round(summary["blocked_ms_total"], 1),
         # CPU of the producer processes during the send loop (startup excluded).
-        loop_cpu_us_per_event=summary["cpu_s_loop"] / summary["events_sent"] * 1e6,
+        loop_cpu_us_per_event=round(summary["cpu_s_loop"] / summary["events_sent"] * 1e6, 3),
     )
     # The per-trial files were only needed for the check; keep the directory small.
     for part in sorted(trial_dir.rglob("*"), reverse=True):
