@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import threading
 import time
 import uuid
@@ -28,7 +29,7 @@ import pandas as pd
 import pytest
 
 from engines.spark import late_audit
-from engines.spark.ctr_job import JobConfig
+from engines.spark.ctr_job import JobConfig, catalog_values_sql
 from engines.spark.pipeline import SPARK_JARS_DIR, SPARK_PYTHON, watermark_rows
 from sdsbench import contract
 from sdsbench.config import load_config
@@ -61,6 +62,17 @@ def test_job_config_names_the_bad_key() -> None:
         JobConfig.from_dict(_job_dict(extra_conf={"spark.x": 1}))
     with pytest.raises(ValueError, match="jars"):
         JobConfig.from_dict(_job_dict(jars=["/nonexistent/x.jar"]))
+
+
+def test_catalog_inline_table_lists_every_ad_with_its_campaign() -> None:
+    catalog = contract.ad_catalog(3, 4)
+    sql = catalog_values_sql(catalog)
+    pairs = re.findall(r"\('([^']*)', (\d+)L\)", sql)
+    assert {ad: int(c) for ad, c in pairs} == catalog.campaign_of_ad
+    assert len(pairs) == 12
+    bad = contract.AdCatalog(1, 1, ("o'brien",), {"o'brien": 0})
+    with pytest.raises(ValueError, match="SQL string literal"):
+        catalog_values_sql(bad)
 
 
 def test_config_section_is_validated() -> None:

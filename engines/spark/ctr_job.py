@@ -52,6 +52,7 @@ OUTPUT_MODES = ("append", "update")
 CAMPAIGN_LOOKUPS = ("broadcast_join", "map_literal")
 CORRUPT_COLUMN = "_corrupt_record"
 WARMUP_TIMEOUT_S = 120.0  # longest wait for a warm-up query, or the first batch
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1"  # see session_conf
 
 
 # ------------------------------------------------------------------ configuration
@@ -213,11 +214,27 @@ def session_conf(cfg: JobConfig, paths: JobPaths) -> dict[str, str]:
         # (engines.spark.late_audit) replays them. The default (100) would purge them.
         "spark.sql.streaming.minBatchesToRetain": "100000",
         "spark.local.dir": str(paths.scratch),
+        # Checkpoint files (offsets, commits, state deltas: several per batch) through the
+        # FileSystem API. The default FileContext manager, on the local file system without
+        # Hadoop's native library, runs a `chmod` process per file created and a `readlink`
+        # per rename (a JFR profile: ~1400 forks of the 2 GB JVM in a 30 s run; walCommit +
+        # commitOffsets 150 ms a batch at 2000 ev/s, 30 ms with this manager). A rename
+        # on one local file system is atomic, which is all the manager needs.
+        "spark.sql.streaming.checkpointFileManagerClass":
+            "org.apache.spark.sql.execution.streaming.checkpointing."
+            "FileSystemBasedCheckpointFileManager",
         # Two queries share the task slots: FIFO would let a dead-letter batch (every
         # dead_letter_trigger_ms, as many records as the CTR query reads) take both cores
         # and hold back CTR batches; FAIR gives each query's pool an equal share.
         "spark.scheduler.mode": "FAIR",
-        # Anything else, e.g. a profiler's -XX options in spark.driver.extraJavaOptions.
+        # C1 only (no C2): a streaming query plans and generates code for every micro-batch,
+        # so the JVM keeps compiling planner and codegen paths; in JFR profiles of 20 s
+        # runs C2's compiler threads took about a third of the job's CPU. C1 compiles
+        # far more cheaply; its code is slower, but the per-record work is a small part
+        # here (measured: docs in README, "Spark performance").
+        "spark.driver.extraJavaOptions": JVM_OPTIONS,
+        # Anything else, e.g. a profiler's -XX options in spark.driver.extraJavaOptions
+        # (which then replace JVM_OPTIONS: restate them there).
         **cfg.extra_conf,
     }
 
@@ -254,10 +271,25 @@ def read_input(spark: SparkSession, cfg: JobConfig) -> DataFrame:
     return reader.load()
 
 
+def catalog_values_sql(catalog: contract.AdCatalog) -> str:
+    """``SELECT`` of the ad -> campaign catalog as an inline table (ad_id, campaign_id)."""
+    for ad in catalog.ad_ids:
+        if "'" in ad or "\\" in ad:
+            raise ValueError(f"ad id {ad!r} cannot be written as a SQL string literal")
+    rows = ", ".join(f"('{ad}', {campaign}L)" for ad, campaign in catalog.campaign_of_ad.items())
+    return f"SELECT * FROM VALUES {rows} AS catalog(ad_id, campaign_id)"
+
+
 def campaign_table(spark: SparkSession, cfg: JobConfig) -> DataFrame:
-    catalog = contract.ad_catalog(cfg.campaigns, cfg.ads_per_campaign)
-    rows = [(ad, campaign) for ad, campaign in catalog.campaign_of_ad.items()]
-    return spark.createDataFrame(rows, "ad_id string, campaign_id long")
+    """The catalog as an inline table (a LocalRelation in the plan).
+
+    Why not ``createDataFrame(rows)``: that is an RDD, and a streaming query plans every
+    micro-batch anew, so each batch ran a Spark job to collect the 1000 rows for the
+    broadcast (closure cleaning, serialisation, task scheduling: in a JFR profile at
+    2000 ev/s ~5 % of the samples were in the broadcast-exchange thread alone). A local
+    relation is collected without a job.
+    """
+    return spark.sql(catalog_values_sql(contract.ad_catalog(cfg.campaigns, cfg.ads_per_campaign)))
 
 
 def with_campaign(events: DataFrame, spark: SparkSession, cfg: JobConfig) -> DataFrame:
