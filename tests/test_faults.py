@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -257,3 +258,66 @@ def test_faults_table_reads_every_run_of_the_group(tmp_path: Path) -> None:
     # No runs on disk: the table cannot be built (it never invents a row).
     with pytest.raises(FileNotFoundError):
         faults_table(load_config(), tmp_path / "summary", tmp_path / "raw")
+
+
+# ------------------------------------------------------------------ interrupted workflow
+def test_interrupted_workflow_leaves_no_run_that_counts_as_done_and_a_rerun_resumes(
+    services, tmp_path
+):
+    """Ctrl-C (SIGINT to snakemake's process group) in the middle of an engine run: the
+    run directory never appears (only <run>.partial or .failed), the SUT's processes are
+    gone, the next dry run plans the run again, and a rerun completes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    import yaml
+
+    profile = "interrupt"
+    run_id = "a2-constant-r2000-nofault"
+    config = {"profile": profile,
+              "services": {"postgres": {"dsn": services.pg_dsn},
+                           "kafka": {"bootstrap_servers": services.kafka_bootstrap}},
+              "run": {"drain_timeout_s": 30},
+              "experiments": {"faults": {"duration_s": 15, "blocks": [
+                  {"pipelines": ["a2"], "processes": ["constant"], "rates_eps": [2000],
+                   "injections": [{"kind": "kill_sut", "at_s": 5}]}]}}}
+    config_path = tmp_path / "interrupt.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    work = tmp_path / "work"
+    raw = work / "data" / profile / "raw"
+    target = f"data/{profile}/raw/{run_id}"
+    env = dict(os.environ, SDSBENCH_SERVICES_DIR=str(tmp_path / "svc-state"))
+    cmd = [str(Path(sys.executable).parent / "snakemake"), target, "--configfile",
+           str(config_path), "-d", str(work), "--cores", "1", "--resources", "bench_slot=1",
+           "--no-hooks"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not (raw / f"{run_id}.partial" / "generator").exists():
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "the run never started its generator"
+        time.sleep(0.2)
+    time.sleep(3)  # mid-run: the generator is sending, the consumers are storing
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    assert not (raw / run_id).exists()
+    assert not list(raw.rglob("COMPLETE"))
+    # Nothing of the run is left running (consumers, query runner, generator).
+    time.sleep(2)
+    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+            if any(str(work) in part for part in (p.info["cmdline"] or []))]
+    assert not left, left
+
+    plan = subprocess.run([*cmd, "-n"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert re.search(rf"run_id={run_id}$", plan.stdout, flags=re.MULTILINE), plan.stdout
+
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert (raw / run_id / "COMPLETE").exists()
+    assert not (raw / f"{run_id}.partial").exists() and not (raw / f"{run_id}.failed").exists()
