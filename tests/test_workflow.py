@@ -119,8 +119,13 @@ SYNTHETIC = {
         },
         "at_threshold": {"pipelines": ["flink"], "process": "mmpp", "search_process": "spp",
                          "multiples": [1, 2]},
+        # One fault block (lists replace the profile's): the faults table gets a row.
+        "faults": {"blocks": [{"pipelines": ["a2"], "processes": ["constant"],
+                               "rates_eps": [5000],
+                               "injections": [{"kind": "kill_sut", "at_s": 10}]}]},
     },
-    "search": {"pipelines": ["flink"], "processes": ["spp"], "max_trials": 3},
+    "search": {"pipelines": ["flink"], "processes": ["spp"], "start_rate_eps": 10000,
+               "max_trials": 3},
 }
 
 
