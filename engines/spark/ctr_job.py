@@ -20,21 +20,27 @@ Two streaming queries read the run's input topic:
   one ``classify`` expression, so a record is either aggregated or dead-lettered.
 
 Cost (issue 6; 30 s runs, SPP, on the shared 2-core machine while other runs loaded it,
-load average 3-8, so the absolute numbers are pessimistic; re-measure on a quiet machine).
-A fit of SUT CPU-seconds (metrics/resources.csv) over runs at 2000 and 20000 ev/s gives
-about 0.5-0.8 CPU-s per micro-batch and 31-35 CPU-us per event (both queries). The
-per-batch part was cut by three settings (below): at 2000 ev/s the CTR batch went from
-1.2 s to 0.48 s (median; walCommit + commitOffsets 154 -> 23 ms), p95 latency above
-the delay from 3.3 s to 1.45 s, per batch ~0.37 CPU-s. Latency above the delay is about
-2.5 batch durations: the wait for the batch that reads the event moving the watermark
-past the window end (~half a batch), that batch, and the next one, which emits the
-window (batches run back to back, so the trigger wait adds nothing once a batch takes
-longer than ``trigger_ms``). A JFR profile at 20000 ev/s: JSON parsing 27 % of the
-samples, the Kafka consumer 17 %, planning 9 %; each done by both queries. Tried and not
-kept: parsing the generator's exact layout with one ``split`` (no from_json) was not
-cheaper than from_json in a batch benchmark (4.7 vs 3.7 CPU-us per record, exact
-classification kept), ``map_literal`` costs 4.9 vs 3.2 CPU-us per record (a linear scan
-of the 1000-entry map) for 27 vs 65 ms of planning per batch.
+load average 3-8: pessimistic numbers, to re-measure on a quiet machine). Per record, the
+plans run in batch mode over 1M records read from Kafka (local[2], JIT warm) cost 2.3
+CPU-us for the Kafka read, 4.8 with parsing and classification, 7.0 with aggregation and
+output (the CTR query) and 4.5 for the dead-letter query: ~12 CPU-us per event for both.
+The streaming runs cost far more: a two-point fit of SUT CPU-seconds (metrics/resources.csv)
+at 2000 and 20000 ev/s gave ~0.5-0.8 CPU-s per micro-batch and ~30 CPU-us per event, with
+the JIT's compiler threads at a third of the JVM's thread CPU (JFR). Two changes cut the
+per-batch part (below): at 2000 ev/s the CTR batch went from 1.2 s to 0.54 s (median;
+walCommit + commitOffsets from 154 to 31 ms) and the p95 latency above the delay from
+3.3 s to 2.2 s. Latency above the delay is about 2.5 batch durations: the wait for the
+batch that reads the event moving the watermark past the window end (~half a batch),
+that batch, and the next one, which emits the window (batches run back to back, so the
+trigger wait adds nothing once a batch takes longer than ``trigger_ms``). A JFR profile
+at 20000 ev/s: JSON parsing 27 % of the samples, the Kafka consumer 17 %, planning 9 %;
+both queries read and parse every record. Tried and not kept: parsing the generator's
+exact layout with one ``split`` instead of from_json (exact classification kept) was not
+cheaper (4.7 vs 3.7 CPU-us per record, batch benchmark); ``map_literal`` costs 4.9 vs 3.2
+CPU-us per record (a linear scan of the 1000-entry map) for 27 vs 65 ms of planning per
+batch; a C1-only JIT (-XX:TieredStopAtLevel=1) lowered the CPU per batch (~0.37 vs ~0.5
+CPU-s) but tripled the cost per record (CTR path 24.5 vs 7.0, dead-letter path 15.3 vs
+4.5 CPU-us, same batch benchmark).
 
 Run as ``python -m engines.spark.ctr_job --config JOB.json --run-dir DIR``; the JSON is
 written by ``engines.spark.pipeline`` (broker, topics, jars, the ``spark:`` settings).
@@ -69,7 +75,6 @@ OUTPUT_MODES = ("append", "update")
 CAMPAIGN_LOOKUPS = ("broadcast_join", "map_literal")
 CORRUPT_COLUMN = "_corrupt_record"
 WARMUP_TIMEOUT_S = 120.0  # longest wait for a warm-up query, or the first batch
-JVM_OPTIONS = "-XX:TieredStopAtLevel=1"  # see session_conf
 
 
 # ------------------------------------------------------------------ configuration
@@ -244,14 +249,7 @@ def session_conf(cfg: JobConfig, paths: JobPaths) -> dict[str, str]:
         # dead_letter_trigger_ms, as many records as the CTR query reads) take both cores
         # and hold back CTR batches; FAIR gives each query's pool an equal share.
         "spark.scheduler.mode": "FAIR",
-        # C1 only (no C2): a streaming query plans and generates code for every micro-batch,
-        # so the JVM keeps compiling planner and codegen paths; in JFR profiles of 30 s
-        # runs C2's compiler threads took a third of the JVM's thread CPU. C1 compiles far
-        # more cheaply and its slower code did not show: a fit over our runs gave 0.37 vs
-        # 0.50 CPU-s per batch and 31 vs 35 CPU-us per event (C1 vs C2; noisy, loaded machine).
-        "spark.driver.extraJavaOptions": JVM_OPTIONS,
-        # Anything else, e.g. a profiler's -XX options in spark.driver.extraJavaOptions
-        # (which then replace JVM_OPTIONS: restate them there).
+        # Anything else, e.g. a profiler's -XX options in spark.driver.extraJavaOptions.
         **cfg.extra_conf,
     }
 
