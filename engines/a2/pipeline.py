@@ -57,6 +57,7 @@ class _State:
     supervisor: threading.Thread | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     restarts: list[dict[str, Any]] = field(default_factory=list)
+    killed_pids: set[int] = field(default_factory=set)  # of the last fault-run kill
     drain: dict[str, Any] = field(default_factory=dict)
 
 
@@ -170,7 +171,8 @@ class Pipeline:
         st: _State = ctx.extra["a2"]
         from sdsbench.faults import kill_processes
 
-        return {"killed": "a2 consumers", "pids": kill_processes(list(st.consumers))}
+        st.killed_pids = set(kill_processes(list(st.consumers)))
+        return {"killed": "a2 consumers", "pids": sorted(st.killed_pids)}
 
     def restart(self, ctx: Any, timeout_s: float = 30.0) -> dict[str, Any]:
         """Consumers back: the supervisor restarts dead ones (``restart_crashed_consumers``);
@@ -179,7 +181,9 @@ class Pipeline:
         from sdsbench.faults import wait_until
 
         st: _State = ctx.extra["a2"]
-        dead = {p.pid for p in st.consumers}
+        # The pids the kill took, not those in st.consumers now: the supervisor may
+        # already have replaced one (reading them here made restart wait for a live pid).
+        dead = st.killed_pids
         if not st.params["restart_crashed_consumers"]:
             for index, proc in enumerate(st.consumers):
                 if proc.poll() is not None:

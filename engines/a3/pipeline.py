@@ -127,6 +127,7 @@ class _State:
     supervisor: threading.Thread | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     restarts: list[dict[str, Any]] = field(default_factory=list)
+    killed_pids: set[int] = field(default_factory=set)  # of the last fault-run kill
 
 
 class Pipeline:
@@ -255,6 +256,7 @@ class Pipeline:
 
         st: _State = ctx.extra["a3"]
         pids = kill_processes([*st.consumers, st.emitter])
+        st.killed_pids = set(pids)
         return {"killed": "a3 consumers + CTR emitter", "pids": pids}
 
     def restart(self, ctx: Any, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -267,7 +269,9 @@ class Pipeline:
         from sdsbench.faults import wait_until
 
         st: _State = ctx.extra["a3"]
-        dead = {p.pid for p in st.consumers}
+        # The pids the kill took, not those in st.consumers now: the supervisor may
+        # already have replaced one (reading them here made restart wait for a live pid).
+        dead = st.killed_pids
         if not st.params["restart_crashed_consumers"]:
             for index, proc in enumerate(st.consumers):
                 if proc.poll() is not None:
