@@ -50,7 +50,9 @@ class ResourceSampler:
         self._path = Path(csv_path)
         self._pids_fn = pids_fn
         self._interval_s = interval_s
-        self._services = {k: v for k, v in (service_pids or {}).items() if v}
+        # Kept by reference and read at each sample: a broker restart (fault runs)
+        # puts the new broker's pid into the same mapping.
+        self._service_pids = service_pids if service_pids is not None else {}
         self._procs: dict[int, psutil.Process] = {}  # primed processes, by pid
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,7 +107,8 @@ class ResourceSampler:
         now_ms = time.time_ns() // 1_000_000
         rows: list[tuple] = []
         sut_tree = self._tree(list(self._pids_fn()))
-        service_trees = {label: self._tree([pid]) for label, pid in self._services.items()}
+        services = {label: pid for label, pid in dict(self._service_pids).items() if pid}
+        service_trees = {label: self._tree([pid]) for label, pid in services.items()}
         alive = dict(sut_tree)
         for tree in service_trees.values():
             alive.update(tree)
@@ -121,7 +124,7 @@ class ResourceSampler:
                 rows.append((now_ms, "process", pid, name, f"{cpu:.1f}", f"{rss_mb:.1f}"))
         rows.append((now_ms, "sut", -1, "", *total(sut_tree)))
         for label, tree in service_trees.items():
-            rows.append((now_ms, "service", self._services[label], label, *total(tree)))
+            rows.append((now_ms, "service", services[label], label, *total(tree)))
         for gone in set(self._procs) - set(alive):
             del self._procs[gone]
         machine_cpu = psutil.cpu_percent(interval=None)
