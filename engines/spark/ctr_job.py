@@ -20,27 +20,36 @@ Two streaming queries read the run's input topic:
   one ``classify`` expression, so a record is either aggregated or dead-lettered.
 
 Cost (issue 6; 30 s runs, SPP, on the shared 2-core machine while other runs loaded it,
-load average 3-8: pessimistic numbers, to re-measure on a quiet machine). Per record, the
-plans run in batch mode over 1M records read from Kafka (local[2], JIT warm) cost 2.3
-CPU-us for the Kafka read, 4.8 with parsing and classification, 7.0 with aggregation and
-output (the CTR query) and 4.5 for the dead-letter query: ~12 CPU-us per event for both.
-The streaming runs cost far more: a two-point fit of SUT CPU-seconds (metrics/resources.csv)
-at 2000 and 20000 ev/s gave ~0.5-0.8 CPU-s per micro-batch and ~30 CPU-us per event, with
-the JIT's compiler threads at a third of the JVM's thread CPU (JFR). Two changes cut the
-per-batch part (below): at 2000 ev/s the CTR batch went from 1.2 s to 0.54 s (median;
-walCommit + commitOffsets from 154 to 31 ms) and the p95 latency above the delay from
-3.3 s to 2.2 s. Latency above the delay is about 2.5 batch durations: the wait for the
-batch that reads the event moving the watermark past the window end (~half a batch),
-that batch, and the next one, which emits the window (batches run back to back, so the
-trigger wait adds nothing once a batch takes longer than ``trigger_ms``). A JFR profile
-at 20000 ev/s: JSON parsing 27 % of the samples, the Kafka consumer 17 %, planning 9 %;
-both queries read and parse every record. Tried and not kept: parsing the generator's
-exact layout with one ``split`` instead of from_json (exact classification kept) was not
-cheaper (4.7 vs 3.7 CPU-us per record, batch benchmark); ``map_literal`` costs 4.9 vs 3.2
-CPU-us per record (a linear scan of the 1000-entry map) for 27 vs 65 ms of planning per
-batch; a C1-only JIT (-XX:TieredStopAtLevel=1) lowered the CPU per batch (~0.37 vs ~0.5
-CPU-s) but tripled the cost per record (CTR path 24.5 vs 7.0, dead-letter path 15.3 vs
-4.5 CPU-us, same batch benchmark).
+load average 3-8: pessimistic numbers, to re-measure on a quiet machine). Per record,
+the plans run in batch mode over 1M records read from Kafka (local[2], JIT warm) cost
+2.3 CPU-us for the Kafka read, 4.8 with parsing and classification, 7.0 with aggregation
+and output (the CTR query) and 4.5 for the dead-letter query: ~12 CPU-us per event for
+both. The streaming runs cost far more: a two-point fit of SUT CPU-seconds
+(metrics/resources.csv) at 2000 and 20000 ev/s gave ~0.5-0.8 CPU-s per micro-batch and
+~30 CPU-us per event, with the JIT's compiler threads at a third of the JVM's thread CPU
+(JFR). Two changes cut the per-batch part (below): at 2000 ev/s the CTR batch went from
+1.2 s to 0.54 s (median; walCommit + commitOffsets from 154 to 31 ms) and the p95
+latency above the delay from 3.3 s to 2.2 s. Probes with both changes (load average
+2-3): 30000 ev/s, p95 above the delay 1.34 s (CTR batches 0.31 s median), lag flat;
+50000 ev/s keeps up (lag falling, 0.9 s of input at the end) but p95 2.1 s (batches 0.7
+s). Latency above the delay is about 2.5 batch durations: the wait for the batch that
+reads the event moving the watermark past the window end (~half a batch), that batch,
+and the next one, which emits the window (batches run back to back, so the trigger wait
+adds nothing once a batch takes longer than ``trigger_ms``). A JFR profile at 20000
+ev/s: JSON parsing 27 % of the samples, the Kafka consumer 17 %, planning 9 %; both
+queries read and parse every record. Tried and not kept: parsing the generator's exact
+layout with one ``split`` instead of from_json (exact classification kept) was not
+cheaper (4.7 vs 3.7 CPU-us per record, batch benchmark); ``map_literal`` costs 4.9 vs
+3.2 CPU-us per record (a linear scan of the 1000-entry map) for 27 vs 65 ms of planning
+per batch; a C1-only JIT (-XX:TieredStopAtLevel=1) lowered the CPU per batch (~0.37 vs
+~0.5 CPU-s) but tripled the cost per record (CTR path 24.5 vs 7.0, dead-letter path 15.3
+vs 4.5 CPU-us, same batch benchmark).
+
+Not done yet, the next step toward 50000 ev/s at p95 <= 1 s: one read and parse for both
+outputs. The dead-letter query is ~40 % of the per-record cost and its 5 s batches
+(100k+ records at 20000 ev/s) take the cores from CTR batches; the CTR query could count
+rejects per reason (Dataset.observe, reported per batch) and the driver list them after
+the run from the input topic, as A4f does for not-JSON records.
 
 Run as ``python -m engines.spark.ctr_job --config JOB.json --run-dir DIR``; the JSON is
 written by ``engines.spark.pipeline`` (broker, topics, jars, the ``spark:`` settings).
