@@ -159,12 +159,7 @@ class PostgresSink:
             else:
                 pg_schema.insert_events(cur, rows)
             if dead:
-                with cur.copy(
-                    "COPY dead_letters (kafka_partition, kafka_offset, reason, raw, rejected_ms)"
-                    " FROM STDIN"
-                ) as copy:
-                    for row in dead:
-                        copy.write_row(row)
+                pg_schema.copy_dead_letters(cur, dead)
         self._conn.commit()
         self.rejected += len(dead)
         self.insert_ms += (time.perf_counter() - t0) * 1000

@@ -141,13 +141,7 @@ def _store(
             except _UNSTORABLE:
                 dead.append((partition, offset, UNSTORABLE_REASON, value, now_ms))
         if dead:
-            with cur.copy(
-                "COPY dead_letters (kafka_partition, kafka_offset, reason, raw, rejected_ms)"
-                " FROM STDIN"
-            ) as copy:
-                for row in dead:
-                    copy.write_row(row)
-            outcome.rejected = len(dead)
+            outcome.rejected = pg_schema.copy_dead_letters(cur, dead)
             outcome.reasons.update(d[2] for d in dead)
         if last:
             cur.executemany(

@@ -195,12 +195,7 @@ class A3Consumer:
                     ],
                 )
             if batch.rejects:
-                with cur.copy(
-                    "COPY dead_letters (kafka_partition, kafka_offset, reason, raw, rejected_ms) "
-                    "FROM STDIN"
-                ) as copy:
-                    for row in batch.rejects:
-                        copy.write_row(row)
+                pg_schema.copy_dead_letters(cur, batch.rejects)
             # From here on the batch is durable iff the transaction commits; the
             # watermark written below is the one that holds once it has.
             for p in self.partitions:

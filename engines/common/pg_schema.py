@@ -167,6 +167,17 @@ def copy_events(cur: psycopg.Cursor, rows: Iterable[Sequence[Any]]) -> int:
     return count
 
 
+def copy_dead_letters(cur: psycopg.Cursor, rows: Sequence[Sequence[Any]]) -> int:
+    """COPY set-aside records (partition, offset, reason, raw bytes, rejected_ms) into
+    dead_letters, in the caller's transaction (with the batch they came in)."""
+    with cur.copy(
+        "COPY dead_letters (kafka_partition, kafka_offset, reason, raw, rejected_ms) FROM STDIN"
+    ) as copy:
+        for row in rows:
+            copy.write_row(row)
+    return len(rows)
+
+
 def insert_events(cur: psycopg.Cursor, rows: Sequence[Sequence[Any]], chunk: int = 1000) -> int:
     """Multi-row INSERT (the alternative to COPY, kept to measure against it)."""
     width = len(contract.EVENT_FIELDS)
