@@ -57,7 +57,7 @@ FAULT_COLUMNS = (
     "duplicate_records", "changed_windows", "exact_ratio", "reference_exact_ratio",
     "latency_from_window_end_ms_p95", "reference_latency_from_window_end_ms_p95",
     "generator_behind_ms_max", "rejected_events", "malformed_injected",
-    "malformed_set_aside", "malformed_passed", "exactly_once",
+    "malformed_set_aside", "malformed_unjudged", "malformed_passed", "exactly_once",
     "survived",
 )
 
@@ -136,9 +136,13 @@ def malformed_check(run_dir: Path) -> dict[str, Any]:
     except (RunDataError, OSError, KeyError) as exc:
         # Nothing to check against (e.g. no generator/malformed.csv): not passed.
         return {"malformed_injected": None, "malformed_set_aside": None,
-                "malformed_passed": None, "malformed_error": str(exc)}
+                "malformed_unjudged": None, "malformed_passed": None,
+                "malformed_error": str(exc)}
     return {"malformed_injected": result["injected_total"],
             "malformed_set_aside": result["set_aside_total"],
+            # Flink decides unknown_ad when a window fires: bad records in windows past
+            # the fire horizon are never judged (like the valid events there).
+            "malformed_unjudged": sum(result["unjudged_after_horizon"].values()),
             "malformed_passed": bool(result["passed"])}
 
 
