@@ -278,7 +278,7 @@ def test_search_reuses_completed_trials(tmp_path, config):
         rate = spec["arrival"]["rate_eps"]
         return fabricate_run(out, spec, cfg, latency_ms=rate / 50)
 
-    cfg = {**config, "search": {**config["search"], "max_trials": 3}}
+    cfg = {**config, "search": {**config["search"], "start_rate_eps": 10_000, "max_trials": 3}}
     first = run_search(cfg, "a3", "spp", tmp_path / "trials", execute=execute)
     again = run_search(cfg, "a3", "spp", tmp_path / "trials", execute=execute)
     assert len(executed) == 3 and first["t_h_eps"] == again["t_h_eps"] == 40_000

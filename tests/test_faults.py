@@ -220,11 +220,23 @@ def test_a3_watermark_stage_killed_resumes_and_fires_every_window(
     assert row["recovered"]
 
 
-def test_broker_restart_mid_run_loses_nothing(services, services_state_dir, tmp_path,
-                                              monkeypatch):
-    row, record = _fault_run(services, tmp_path, monkeypatch, "a2",
-                             {"kind": "broker_restart", "at_s": 8, "down_s": 2},
-                             own_stack=services_state_dir)
+def test_broker_restart_mid_run_loses_nothing(services, tmp_path, monkeypatch):
+    import shutil
+    import tempfile
+
+    from sdsbench.services.stack import stop_services
+
+    # A stack of its own: restarting the session's broker would leave the session's
+    # Services object (used by later tests) with the old broker's pid.
+    own_stack = Path(tempfile.mkdtemp(prefix="sdsbench-test-broker-restart-"))
+    own_stack.chmod(0o755)  # the postgres user must traverse it when we are root
+    try:
+        row, record = _fault_run(services, tmp_path, monkeypatch, "a2",
+                                 {"kind": "broker_restart", "at_s": 8, "down_s": 2},
+                                 own_stack=own_stack)
+    finally:
+        stop_services(own_stack)
+        shutil.rmtree(own_stack, ignore_errors=True)
     started = next(e for e in record["events"] if e["step"] == "broker_started")
     assert started["new_pid"] != started["old_pid"]
     _assert_survived(row, record)
