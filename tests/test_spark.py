@@ -43,7 +43,7 @@ def _job_dict(**override: Any) -> dict[str, Any]:
         "run_id": "r", "bootstrap": "127.0.0.1:9092", "input_topic": "i", "output_topic": "o",
         "dead_letter_topic": "d", "campaigns": 10, "ads_per_campaign": 100, "jars": [],
         "master": "local[2]", "driver_memory": "2g", "trigger_ms": 1000,
-        "dead_letter_trigger_ms": 5000, "watermark_delay_ms": 0, "output_mode": "append",
+        "watermark_delay_ms": 0, "output_mode": "append",
         "shuffle_partitions": 2, "max_offsets_per_trigger": None,
         "campaign_lookup": "broadcast_join", "warmup_events": 0, "extra_conf": {},
     }
@@ -119,6 +119,29 @@ def test_watermark_rows_come_from_the_ctr_query_only(tmp_path: Path) -> None:
         {"time_ms": "100", "watermark_ms": "0", "batch_id": "0"},
         {"time_ms": "200", "watermark_ms": "50", "batch_id": "1"},
     ]
+
+
+def test_observed_rejects_sum_batches_and_count_a_rerun_batch_once(tmp_path: Path) -> None:
+    from engines.spark.pipeline import observed_rejects
+
+    path = tmp_path / "progress.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["query", "batch_id", "observed_rejects"])
+        writer.writerows([
+            ["ctr", 0, json.dumps({"not_json": 1, "unknown_ad": 0})],
+            ["ctr", 1, json.dumps({"not_json": 2, "unknown_ad": 1})],
+            ["ctr", 1, json.dumps({"not_json": 2, "unknown_ad": 1})],  # run again: once
+            ["ctr", 2, ""],  # a batch without observed metrics (an older job)
+        ])
+    totals = observed_rejects(path)
+    assert set(totals) == set(contract.REJECT_REASONS)
+    assert totals["not_json"] == 3 and totals["unknown_ad"] == 1
+    assert sum(totals.values()) == 4
+
+
+def progress_queries(run_dir: Path) -> list[str]:
+    return list(pd.read_csv(run_dir / "metrics" / "spark_progress.csv")["query"].unique())
 
 
 # ------------------------------------------------------------------ a real run
@@ -284,6 +307,12 @@ def test_spark_run_matches_truth_minus_watermark_drops(
     with (out / "spark" / "dead_letters.csv").open(newline="") as fh:
         letters = {(row["raw"], row["reason"]) for row in csv.DictReader(fh)}
     assert letters == {(raw.decode(), reason) for raw, reason in injector.sent}
+    # One read per record: the CTR query counted the same rejects while dropping them,
+    # and the set-aside after the run read every record of the input topic.
+    assert summary["rejected_observed_by_reason"] == wanted
+    assert summary["set_aside"]["rejected_by_reason"] == wanted
+    assert summary["set_aside"]["records"] == audit["records_replayed"]
+    assert set(progress_queries(out)) == {"ctr"}
     assert injector.sent_at_ms is not None and final_wm > injector.sent_at_ms
 
     # The warm-up ran in private topics and left nothing behind.

@@ -10,14 +10,19 @@ here all valid events are grouped (so a window of a campaign with only purchases
 emitted with views = 0, ctr = null), the map is the contract's fixed catalog joined as a
 broadcast table, and malformed input is set aside instead of failing the job.
 
-Two streaming queries read the run's input topic:
+One streaming query reads the run's input topic, once per record:
 
-- ``ctr``: parse -> classify -> valid events -> watermark -> 10 s tumbling windows per
-  campaign -> output topic (append mode by default; ``update`` emits a window every time
-  it changes, so readers take the last record per window).
-- ``dead_letter``: the same parse and classification -> rejected records, each with its
-  reason (``contract.REJECT_REASONS``) -> the run's dead-letter topic. Both queries use
-  one ``classify`` expression, so a record is either aggregated or dead-lettered.
+- ``ctr``: parse -> classify -> count the rejects per reason (``Dataset.observe``, in each
+  batch's progress) -> valid events -> watermark -> 10 s tumbling windows per campaign ->
+  output topic (append mode by default; ``update`` emits a window every time it changes,
+  so readers take the last record per window).
+- After the run, when the driver asks (``collect``), one batch job reads the input topic
+  again with the same classification and writes the rejected records, each with its
+  reason (``contract.REJECT_REASONS``), to the run's dead-letter topic
+  (``set_aside_rejects``). One ``classify`` expression for both, with the record's Kafka
+  timestamp as "now", so a record is either aggregated or dead-lettered; the summary
+  keeps both counts (``rejected_by_reason`` from the topic, ``rejected_observed_by_reason``
+  from the streaming batches) as a check.
 
 Cost (issue 6; 30 s runs, SPP, on the shared 2-core machine while other runs loaded it,
 load average 3-8: pessimistic numbers, to re-measure on a quiet machine). Per record,
@@ -83,6 +88,7 @@ PIPELINE_NAME = "spark"
 OUTPUT_MODES = ("append", "update")
 CAMPAIGN_LOOKUPS = ("broadcast_join", "map_literal")
 CORRUPT_COLUMN = "_corrupt_record"
+REJECTS_OBSERVATION = "rejects"  # name of the per-batch reject counts in query progress
 WARMUP_TIMEOUT_S = 120.0  # longest wait for a warm-up query, or the first batch
 
 
@@ -102,7 +108,6 @@ class JobConfig:
     master: str
     driver_memory: str
     trigger_ms: int
-    dead_letter_trigger_ms: int
     watermark_delay_ms: int
     output_mode: str
     shuffle_partitions: int
@@ -121,7 +126,7 @@ class JobConfig:
         missing = sorted(known - set(data))
         if missing:
             raise ValueError(f"spark job config: missing keys {missing}")
-        for key in ("trigger_ms", "dead_letter_trigger_ms", "shuffle_partitions",
+        for key in ("trigger_ms", "shuffle_partitions",
                     "campaigns", "ads_per_campaign"):
             if not isinstance(data[key], int) or data[key] < 1:
                 raise ValueError(f"spark job config key {key}: must be an integer >= 1")
@@ -191,6 +196,14 @@ class JobPaths:
         return self.spark_dir / "STOP"
 
     @property
+    def set_aside_request(self) -> Path:
+        return self.spark_dir / "SET_ASIDE"  # the driver asks for the dead letters (collect)
+
+    @property
+    def set_aside(self) -> Path:
+        return self.spark_dir / "set_aside.json"  # the job's report: records, rejects per reason
+
+    @property
     def progress_csv(self) -> Path:
         return self.run_dir / "metrics" / "spark_progress.csv"
 
@@ -254,9 +267,8 @@ def session_conf(cfg: JobConfig, paths: JobPaths) -> dict[str, str]:
         "spark.sql.streaming.checkpointFileManagerClass":
             "org.apache.spark.sql.execution.streaming.checkpointing."
             "FileSystemBasedCheckpointFileManager",
-        # Two queries share the task slots: FIFO would let a dead-letter batch (every
-        # dead_letter_trigger_ms, as many records as the CTR query reads) take both cores
-        # and hold back CTR batches; FAIR gives each query's pool an equal share.
+        # The set-aside job (after the run) and the idle CTR query share the task slots;
+        # FAIR keeps a CTR batch from waiting behind the whole set-aside job.
         "spark.scheduler.mode": "FAIR",
         # Anything else, e.g. a profiler's -XX options in spark.driver.extraJavaOptions.
         **cfg.extra_conf,
@@ -336,9 +348,9 @@ def reject_reason(raw: Column) -> Column:
 
     Expects the parsed struct ``e``, ``campaign_id`` and ``kafka_time_ms`` as columns.
     "Now" for the absurd-timestamp check is the record's Kafka timestamp (the producer's
-    send time), not the batch clock, so both queries and a replay after a restart classify
-    a record identically. Known difference from the Python validator: Spark's JSON reader
-    takes a non-string JSON value in a string field as its text,
+    send time), not the batch clock, so the streaming query, the set-aside after the run
+    and a replay classify a record identically. Known difference from the Python
+    validator: Spark's JSON reader takes a non-string JSON value in a string field as its text,
     accepts trailing text after a complete object, and rejects integers beyond 64 bits as
     bad_type (Python: absurd_timestamp).
     """
@@ -511,33 +523,40 @@ def warm_up(spark: SparkSession, cfg: JobConfig, paths: JobPaths, events: int) -
         (synthetic_events(spark, cfg, events).write.format("kafka")
          .option("kafka.bootstrap.servers", cfg.bootstrap)
          .option("topic", names["input_topic"]).save())
-        job = build(spark, wcfg, wpaths)
-        queries = [job.ctr.trigger(availableNow=True).start(),
-                   job.dead_letter.trigger(availableNow=True).start()]
-        for query in queries:
-            query.awaitTermination(WARMUP_TIMEOUT_S)
-            if query.isActive:
-                query.stop()
+        query = build(spark, wcfg, wpaths).trigger(availableNow=True).start()
+        query.awaitTermination(WARMUP_TIMEOUT_S)
+        if query.isActive:
+            query.stop()
     finally:
         delete_topics(cfg.bootstrap, list(names.values()))
         shutil.rmtree(wpaths.run_dir, ignore_errors=True)
 
 
-@dataclass
-class CtrJob:
-    """The two queries, assembled but not started."""
+def reject_counts(classified: DataFrame) -> list[Column]:
+    """Per-reason reject counts (one column per ``contract.REJECT_REASONS`` entry)."""
+    from pyspark.sql import functions as F
 
-    ctr: DataStreamWriter
-    dead_letter: DataStreamWriter
+    return [F.count_if(F.col("reject_reason") == reason).alias(reason)
+            for reason in contract.REJECT_REASONS]
 
 
-def build(spark: SparkSession, cfg: JobConfig, paths: JobPaths) -> CtrJob:
-    """Assemble both streaming queries from a validated config."""
+def build(spark: SparkSession, cfg: JobConfig, paths: JobPaths) -> DataStreamWriter:
+    """Assemble the streaming query from a validated config (not started).
+
+    One Kafka read and one parse per record: the rejected records are counted per reason
+    (``Dataset.observe``: exact per batch, in the progress event's ``observedMetrics``) and
+    filtered out before the aggregation; the records themselves are set aside after the
+    run by ``set_aside_rejects``. Why not a second query, or a union of the aggregation's
+    output with the rejected rows into one Kafka sink (``topic`` column): Spark accepts
+    the union in append mode, but plans one source scan per branch, so each record would
+    still be read and parsed twice (see the module docstring).
+    """
     from pyspark.sql import functions as F
 
     classified = classified_events(read_input(spark, cfg), spark, cfg)
-    ctr = (
-        ctr_records(classified.where(F.col("reject_reason").isNull()), cfg)
+    counted = classified.observe(REJECTS_OBSERVATION, *reject_counts(classified))
+    return (
+        ctr_records(counted.where(F.col("reject_reason").isNull()), cfg)
         .writeStream.queryName("ctr")
         .format("kafka")
         .option("kafka.bootstrap.servers", cfg.bootstrap)
@@ -546,18 +565,57 @@ def build(spark: SparkSession, cfg: JobConfig, paths: JobPaths) -> CtrJob:
         .outputMode(cfg.output_mode)
         .trigger(processingTime=f"{cfg.trigger_ms} milliseconds")
     )
-    dead_letter = (
-        dead_letter_records(classified.where(F.col("reject_reason").isNotNull()))
-        .writeStream.queryName("dead_letter")
-        .format("kafka")
+
+
+def set_aside_rejects(spark: SparkSession, cfg: JobConfig) -> dict[str, Any]:
+    """Write every rejected record of the input topic, with its reason, to the dead-letter
+    topic: one batch job over the whole topic, after the run (the driver asks once the CTR
+    query has drained). The same ``classified_events`` expression as the streaming query,
+    and its "now" is the record's Kafka timestamp, so a record is rejected here exactly
+    when the streaming query left it out of the windows. Returns the records read (the
+    topic's end offsets: it was created empty for the run) and the rejects per reason.
+
+    The rejected records are cached and counted after the write: ``Observation`` would be
+    one pass, but its ``get`` never returns after a DataSource V2 write such as Kafka's
+    (it hung here; known for other V2 sinks, e.g. spark-bigquery-connector issue 1040).
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from sdsbench.services.kafka import end_offsets
+
+    t0 = time.monotonic()
+    ends = end_offsets(cfg.bootstrap, cfg.input_topic)
+    source = (
+        spark.read.format("kafka")
         .option("kafka.bootstrap.servers", cfg.bootstrap)
-        .option("topic", cfg.dead_letter_topic)
-        .option("checkpointLocation", str(paths.checkpoint("dead_letter")))
-        .outputMode("append")
-        # Rejects are rare: a slower trigger halves the per-batch overhead of this query.
-        .trigger(processingTime=f"{cfg.dead_letter_trigger_ms} milliseconds")
+        .option("subscribe", cfg.input_topic)
+        .option("startingOffsets", "earliest")
+        .option("endingOffsets", json.dumps({cfg.input_topic: {str(p): o
+                                                               for p, o in ends.items()}}))
+        .option("failOnDataLoss", "true")
+        .load()
     )
-    return CtrJob(ctr=ctr, dead_letter=dead_letter)
+    classified = classified_events(source, spark, cfg)
+    letters = dead_letter_records(classified.where(F.col("reject_reason").isNotNull()))
+    letters = letters.persist(StorageLevel.MEMORY_AND_DISK)  # rejects are few; one scan
+    try:
+        (letters.write.format("kafka")
+         .option("kafka.bootstrap.servers", cfg.bootstrap)
+         .option("topic", cfg.dead_letter_topic)
+         .save())
+        counts = {row["key"]: int(row["count"]) for row in letters.groupBy("key").count()
+                  .collect()}
+    finally:
+        letters.unpersist()
+    unknown = sorted(set(counts) - set(contract.REJECT_REASONS))
+    if unknown:
+        raise AssertionError(f"reasons outside contract.REJECT_REASONS: {unknown}")
+    return {
+        "records": sum(ends.values()),
+        "rejected_by_reason": {r: counts.get(r, 0) for r in contract.REJECT_REASONS},
+        "seconds": round(time.monotonic() - t0, 3),
+    }
 
 
 # ------------------------------------------------------------------ main
@@ -570,7 +628,10 @@ class _StopFlag:
 
 
 def run(cfg: JobConfig, paths: JobPaths) -> int:
-    """Start both queries, run until a stop request, stop them; 0 on a clean stop."""
+    """Start the query, run until a stop request, stop it; 0 on a clean stop.
+
+    Meanwhile, set the rejected records aside when the driver asks (``set_aside_request``).
+    """
     from engines.spark.progress import ProgressRecorder
 
     stop = _StopFlag()
@@ -584,13 +645,10 @@ def run(cfg: JobConfig, paths: JobPaths) -> int:
         warm_up(spark, cfg, paths, cfg.warmup_events)
     warmed_s = time.monotonic() - t0
     spark.streams.addListener(recorder)
-    job = build(spark, cfg, paths)
-    queries = {}
-    for name, writer in (("ctr", job.ctr), ("dead_letter", job.dead_letter)):
-        # The query's thread inherits the pool (Structured Streaming guide, scheduler pools).
-        spark.sparkContext.setLocalProperty("spark.scheduler.pool", name)
-        queries[name] = writer.start()
-    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+    # The query's thread inherits the pool (Structured Streaming guide, scheduler pools).
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", "ctr")
+    queries = {"ctr": build(spark, cfg, paths).start()}
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", "set_aside")
     started_s = time.monotonic() - t0
     # Ready once every query finished a first batch: on a fresh topic Spark runs batch 0
     # at once, and it carries the one-off costs (code generation, JIT, Kafka clients;
@@ -623,6 +681,12 @@ def run(cfg: JobConfig, paths: JobPaths) -> int:
                 failed[name] = str(error) if error is not None else "stopped"
         if failed:
             break
+        if paths.set_aside_request.exists() and not paths.set_aside.exists():
+            log.info("setting aside the rejected records")
+            report = set_aside_rejects(spark, cfg)
+            write_json_atomic(paths.set_aside, report)
+            log.info("set aside %s", report)
+            continue
         time.sleep(1.0)  # each check is a py4j call into the JVM: keep them rare
     log.info("stopping (%s)", stop.reason or ("query ended" if failed else "stop file"))
     final = {name: q.lastProgress for name, q in queries.items()}

@@ -1,13 +1,15 @@
 """The A4s PipelineDriver: runs ``engines.spark.ctr_job`` as a subprocess of ``.venv/spark``.
 
     prepare  per-run topics (input, output with LogAppendTime, dead letters) + job config
-    start    the job process (its own session/process group); wait until both queries run;
-             start sampling consumer lag
-    drain    wait until both queries consumed the input topic's end offsets and the CTR
-             query has been quiet (no batch) for a while, so the no-data batch that applies
-             the final watermark has run
-    collect  results.csv (output topic), rejects.csv (dead letters per reason, the shared
-             format; each record in spark/dead_letters.csv), metrics/watermark.csv,
+    start    the job process (its own session/process group); wait until the CTR query
+             ran a first batch; start sampling consumer lag
+    drain    wait until the CTR query consumed the input topic's end offsets and has been
+             quiet (no batch) for a while, so the no-data batch that applies the final
+             watermark has run
+    collect  results.csv (output topic); asks the job to set the rejected records aside
+             (one batch pass over the input topic -> dead-letter topic, outside the
+             measured load) and waits for it; rejects.csv (dead letters per reason, the
+             shared format; each record in spark/dead_letters.csv), metrics/watermark.csv,
              the late-event audit (metrics/late.csv, metrics/spark_batches.csv),
              metrics/spark_summary.json
     stop     ask the job to stop (stop file, then SIGTERM, then SIGKILL to its group),
@@ -54,13 +56,14 @@ SPARK_PYTHON = REPO_ROOT / ".venv" / "spark" / "bin" / "python"
 SPARK_JARS_DIR = REPO_ROOT / ".deps" / "spark-jars"
 # Keys of the config's spark: section the driver reads (the schema describes them).
 PARAM_KEYS = (
-    "master", "driver_memory", "trigger_ms", "dead_letter_trigger_ms", "watermark_delay_ms",
+    "master", "driver_memory", "trigger_ms", "watermark_delay_ms",
     "output_mode", "shuffle_partitions", "max_offsets_per_trigger", "campaign_lookup",
     "late_audit", "startup_timeout_s", "stop_timeout_s", "keep_topics", "warmup_events",
     "extra_conf",
 )
 DEAD_LETTER_COLUMNS = ("reason", "partition", "offset", "kafka_time_ms", "raw")
 WATERMARK_COLUMNS = ("time_ms", "watermark_ms", "batch_id")
+SET_ASIDE_TIMEOUT_S = 900.0  # longest wait for the job's set-aside of rejected records
 
 
 def spark_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
@@ -97,8 +100,8 @@ def job_config(
         "ads_per_campaign": int(workload["ads_per_campaign"]),
         "jars": jars,
         **{k: params[k] for k in (
-            "master", "driver_memory", "trigger_ms", "dead_letter_trigger_ms",
-            "watermark_delay_ms", "output_mode", "shuffle_partitions",
+            "master", "driver_memory", "trigger_ms", "watermark_delay_ms", "output_mode",
+            "shuffle_partitions",
             "max_offsets_per_trigger", "campaign_lookup", "warmup_events", "extra_conf")},
     })
 
@@ -162,6 +165,22 @@ def watermark_rows(progress_csv: Path) -> list[dict[str, Any]]:
                                  "watermark_ms": row["watermark_ms"],
                                  "batch_id": row["batch_id"]})
     return rows
+
+
+def observed_rejects(progress_csv: Path) -> dict[str, int]:
+    """The CTR query's per-batch reject counts (``observed_rejects`` column), summed per
+    reason; a batch run again after a restart counts once (its last report)."""
+    per_batch: dict[int, dict[str, int]] = {}
+    if progress_csv.exists():
+        with progress_csv.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["query"] == "ctr" and row.get("observed_rejects"):
+                    per_batch[int(row["batch_id"])] = json.loads(row["observed_rejects"])
+    total = {reason: 0 for reason in contract.REJECT_REASONS}
+    for counts in per_batch.values():
+        for reason, n in counts.items():
+            total[reason] = total.get(reason, 0) + int(n)
+    return total
 
 
 def write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
@@ -317,7 +336,7 @@ class Pipeline:
                                    f"run; see {run.paths.log}")
             status = read_status(run.paths)
             ctr_done = end_offsets_of(status, "ctr")
-            if reached(ctr_done, target) and reached(end_offsets_of(status, "dead_letter"), target):
+            if reached(ctr_done, target):
                 if caught_up_s is None:
                     caught_up_s = time.monotonic() - t0
                 quiet_for_ms = time.time_ns() // 1_000_000 - status["ctr"]["received_ms"]
@@ -361,6 +380,7 @@ class Pipeline:
         bootstrap = ctx.services.kafka_bootstrap
         results = read_output_topic(bootstrap, run.job.output_topic)
         write_results(results, ctx.run_dir / "results.csv")
+        set_aside = self._set_aside(run)
         rejects = read_dead_letters(bootstrap, run.job.dead_letter_topic)
         write_csv_atomic(run.paths.spark_dir / "dead_letters.csv", DEAD_LETTER_COLUMNS, rejects)
         by_reason = {reason: 0 for reason in contract.REJECT_REASONS}
@@ -381,6 +401,10 @@ class Pipeline:
                                   .drop_duplicates().shape[0]) if len(results) else 0,
             "rejected": len(rejects),
             "rejected_by_reason": by_reason,
+            # The streaming query's own per-batch counts (Dataset.observe), summed: a check
+            # of the set-aside. A batch whose progress event a kill lost is missing here.
+            "rejected_observed_by_reason": observed_rejects(run.paths.progress_csv),
+            "set_aside": set_aside,
             "rows_dropped_by_watermark_reported": spark_reported_drops(run.paths.progress_csv),
         }
         if run.params["late_audit"]:
@@ -395,6 +419,25 @@ class Pipeline:
         summary["spark_version"] = ready.get("spark_version")
         summary["startup_s"] = ready.get("startup_s")
         write_json_atomic(ctx.run_dir / "metrics" / "spark_summary.json", summary)
+
+    def _set_aside(self, run: SparkRun) -> dict[str, Any]:
+        """Ask the job to write the rejected records to the dead-letter topic; its report."""
+        run.paths.set_aside_request.touch()
+        t0 = time.monotonic()
+        last_report = t0
+        while not run.paths.set_aside.exists():
+            if run.proc is None or run.proc.poll() is not None:
+                raise RuntimeError(f"Spark job ended before setting aside the rejected records;"
+                                   f" see {run.paths.log}")
+            now = time.monotonic()
+            if now - t0 > SET_ASIDE_TIMEOUT_S:
+                raise RuntimeError(f"no set-aside of rejected records after "
+                                   f"{SET_ASIDE_TIMEOUT_S:.0f} s; see {run.paths.log}")
+            if now - last_report > 10:
+                log.info("waiting for the set-aside of rejected records (%.0f s)", now - t0)
+                last_report = now
+            time.sleep(0.2)
+        return json.loads(run.paths.set_aside.read_text())
 
     def stop(self, ctx: Any) -> None:
         from sdsbench.services.kafka import terminate_pid

@@ -13,6 +13,8 @@ Column notes:
   stateful operators. For an aggregation these are rows *after* partial aggregation (one
   per late (window, campaign) group per batch), not input events; the event count comes
   from ``engines.spark.late_audit``.
+- ``observed_rejects``: the batch's reject counts per reason (JSON), observed by the CTR
+  query before it drops the rejected records (``engines.spark.ctr_job.build``).
 - ``offsets_behind_latest``: sum over partitions of (latest offset seen when the batch was
   planned - the batch's end offset): backlog Spark left for later batches. Spark commits
   no consumer-group offsets, so the driver also samples lag against the topic's end
@@ -31,6 +33,7 @@ from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
 
+from engines.spark.ctr_job import REJECTS_OBSERVATION
 from sdsbench.rundir import write_json_atomic
 
 PROGRESS_COLUMNS: tuple[str, ...] = (
@@ -42,7 +45,7 @@ PROGRESS_COLUMNS: tuple[str, ...] = (
     "state_rows_total", "state_rows_updated", "state_rows_removed", "state_memory_bytes",
     "rows_dropped_by_watermark", "sink_output_rows",
     "offsets_behind_latest", "avg_offsets_behind_latest", "max_offsets_behind_latest",
-    "start_offsets", "end_offsets", "latest_offsets",
+    "start_offsets", "end_offsets", "latest_offsets", "observed_rejects",
 )
 
 
@@ -71,6 +74,12 @@ def _number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def observed_json(progress: dict[str, Any], name: str) -> str:
+    """A ``Dataset.observe`` result of the batch as JSON ({} when the batch has none)."""
+    metrics = (progress.get("observedMetrics") or {}).get(name) or {}
+    return json.dumps(metrics, sort_keys=True)
 
 
 def progress_row(progress: dict[str, Any], received_ms: int) -> dict[str, Any]:
@@ -117,6 +126,7 @@ def progress_row(progress: dict[str, Any], received_ms: int) -> dict[str, Any]:
         "start_offsets": json.dumps(start, sort_keys=True),
         "end_offsets": json.dumps(end, sort_keys=True),
         "latest_offsets": json.dumps(latest, sort_keys=True),
+        "observed_rejects": observed_json(progress, REJECTS_OBSERVATION),
     }
 
 
