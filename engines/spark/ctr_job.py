@@ -41,7 +41,7 @@ s). Latency above the delay is about 2.5 batch durations: the wait for the batch
 reads the event moving the watermark past the window end (~half a batch), that batch,
 and the next one, which emits the window (batches run back to back, so the trigger wait
 adds nothing once a batch takes longer than ``trigger_ms``). A JFR profile at 20000
-ev/s: JSON parsing 27 % of the samples, the Kafka consumer 17 %, planning 9 %; both
+ev/s: JSON parsing 27 % of the samples, the Kafka consumer 17 %, planning 9 %; then both
 queries read and parse every record. Tried and not kept: parsing the generator's exact
 layout with one ``split`` instead of from_json (exact classification kept) was not
 cheaper (4.7 vs 3.7 CPU-us per record, batch benchmark); ``map_literal`` costs 4.9 vs
@@ -50,11 +50,24 @@ per batch; a C1-only JIT (-XX:TieredStopAtLevel=1) lowered the CPU per batch (~0
 ~0.5 CPU-s) but tripled the cost per record (CTR path 24.5 vs 7.0, dead-letter path 15.3
 vs 4.5 CPU-us, same batch benchmark).
 
-Not done yet, the next step toward 50000 ev/s at p95 <= 1 s: one read and parse for both
-outputs. The dead-letter query is ~40 % of the per-record cost and its 5 s batches
-(100k+ records at 20000 ev/s) take the cores from CTR batches; the CTR query could count
-rejects per reason (Dataset.observe, reported per batch) and the driver list them after
-the run from the input topic, as A4f does for not-JSON records.
+One read and parse per record (issue 6, this layout). Before, a second streaming query
+(``dead_letter``, 5 s trigger) read and parsed every record again to write the rejects.
+A union of the aggregation's output with the rejected rows into one Kafka sink (a
+``topic`` column per row) is accepted by Spark 4.2 in append mode, and the rejected rows
+leave in the batch that reads them, but the plan scans the source once per branch (two
+MicroBatchScans under the Union), so it would still read and parse twice; not kept.
+Measured, run ``spark-spp-r20000`` (SPP 20000 ev/s, 20 s; scripts/run_experiment.py,
+SUT CPU from metrics/resources.csv from 2 s after the first batch with input to the last,
+divided by the CTR query's input rows in that span). With ``trigger_ms`` 2000, so both
+layouts run the same 9 CTR batches (machine 40-50 % busy): 43.7 -> 31.1 CPU-us per event
+(-29 %), CTR batch median 660 -> 638 ms. With the default 250 ms trigger the engine
+spends what the dead-letter query freed on more, smaller CTR batches (45 -> 49 and 21 ->
+43 batches in two pairs, ~81-85 CPU-us per event both ways, machine 93-99 % busy): the
+CTR batch p95 fell from 1000 to 551 ms and from 2066 to 607 ms (median 335 -> 357 and
+691 -> 416 ms). Window latency from 20 s runs on the loaded machine was inconclusive
+(p95 above the delay 1060 -> 1369 ms in one pair, 1958 -> 1312 ms in the other); the
+t_h probes at 30000 and 50000 ev/s are to be re-run on a quiet machine. The set-aside
+after the run took 4.1-4.9 s for 400k records (outside the measured load).
 
 Run as ``python -m engines.spark.ctr_job --config JOB.json --run-dir DIR``; the JSON is
 written by ``engines.spark.pipeline`` (broker, topics, jars, the ``spark:`` settings).
