@@ -198,6 +198,22 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
+def respawn_consumers(consumers: list[Any], killed: set[int], spawn: Any, supervised: bool,
+                      timeout_s: float, what: str) -> float:
+    """Bring killed consumer processes back (A2, A3): a driver whose supervisor restarts
+    crashed consumers (``supervised``) replaces them in ``consumers`` itself; otherwise
+    ``spawn(index)`` starts each dead one here. Waits until every entry is a live process
+    other than the ``killed`` pids (those the kill took: the supervisor may already have
+    replaced one before this is called); the seconds it waited."""
+    if not supervised:
+        for index, proc in enumerate(consumers):
+            if proc.poll() is not None:
+                consumers[index] = spawn(index)
+    return wait_until(
+        lambda: all(p.pid not in killed and p.poll() is None for p in list(consumers)),
+        timeout_s, what)
+
+
 def wait_until(condition: Any, timeout_s: float, what: str, poll_s: float = 0.1) -> float:
     """Poll ``condition()`` until true; the seconds it took. RuntimeError on timeout."""
     t0 = time.monotonic()

@@ -178,19 +178,12 @@ class Pipeline:
         """Consumers back: the supervisor restarts dead ones (``restart_crashed_consumers``);
         when that is off, start them here. Returns once every consumer is a new live process
         (they then resume from the offsets stored in PostgreSQL)."""
-        from sdsbench.faults import wait_until
+        from sdsbench.faults import respawn_consumers
 
         st: _State = ctx.extra["a2"]
-        # The pids the kill took, not those in st.consumers now: the supervisor may
-        # already have replaced one (reading them here made restart wait for a live pid).
-        dead = st.killed_pids
-        if not st.params["restart_crashed_consumers"]:
-            for index, proc in enumerate(st.consumers):
-                if proc.poll() is not None:
-                    st.consumers[index] = self._spawn_consumer(ctx, index)
-        waited = wait_until(
-            lambda: all(p.pid not in dead and p.poll() is None for p in list(st.consumers)),
-            timeout_s, "a2 consumers restarted")
+        waited = respawn_consumers(
+            st.consumers, st.killed_pids, lambda index: self._spawn_consumer(ctx, index),
+            bool(st.params["restart_crashed_consumers"]), timeout_s, "a2 consumers restarted")
         return {"pids": [p.pid for p in st.consumers], "respawn_wait_s": round(waited, 3)}
 
     # --------------------------------------------------------------- generator

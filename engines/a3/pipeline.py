@@ -266,24 +266,17 @@ class Pipeline:
         emitter killed between its Kafka flush and its commit fires those windows again
         (at-least-once towards the output topic: measured as duplicates)."""
         from engines.common.processes import spawn_module
-        from sdsbench.faults import wait_until
+        from sdsbench.faults import respawn_consumers
 
         st: _State = ctx.extra["a3"]
-        # The pids the kill took, not those in st.consumers now: the supervisor may
-        # already have replaced one (reading them here made restart wait for a live pid).
-        dead = st.killed_pids
-        if not st.params["restart_crashed_consumers"]:
-            for index, proc in enumerate(st.consumers):
-                if proc.poll() is not None:
-                    st.consumers[index] = self._spawn_consumer(ctx, index)
         st.emitter = spawn_module(
             "engines.a3.ctr_emitter", ["--job", str(st.job_path)],
             ctx.run_dir / "logs" / "a3-emitter.log",
         )
         ctx.processes.append(st.emitter)
-        waited = wait_until(
-            lambda: all(p.pid not in dead and p.poll() is None for p in list(st.consumers)),
-            timeout_s, "a3 consumers restarted")
+        waited = respawn_consumers(
+            st.consumers, st.killed_pids, lambda index: self._spawn_consumer(ctx, index),
+            bool(st.params["restart_crashed_consumers"]), timeout_s, "a3 consumers restarted")
         return {"pids": [p.pid for p in [*st.consumers, st.emitter]],
                 "respawn_wait_s": round(waited, 3)}
 
