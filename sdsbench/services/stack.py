@@ -272,7 +272,11 @@ def stop_services(state_dir: Path | str, timeout: float = 30.0) -> list[str]:
 
 
 def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
-    stopped: list[str] = []
+    from engines.common.engine_session import sessions_root, stop_sessions
+
+    # Engine sessions (Spark, Flink JVMs serving runs) first: they hold broker connections.
+    stopped: list[str] = [f"session {name}" for name in
+                          stop_sessions(sessions_root(state_dir), timeout_s=timeout)]
     svc = None
     try:
         svc = load_services(state_dir)
