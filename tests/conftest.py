@@ -5,10 +5,15 @@ Services: ``services`` starts a private PostgreSQL cluster and a real Apache Kaf
 (reachable by the ``postgres`` user when the tests run as root), and stops both at the end.
 ``pg_dsn`` and ``kafka_bootstrap`` are its endpoints. Tests that do not ask for them start
 nothing.
+
+Engine sessions (Spark, Flink JVMs that serve several runs) of every test live in one
+directory for the whole test session (tests give each run a private services state dir,
+which would otherwise scatter them) and are stopped at its end.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +24,26 @@ import pytest
 from sdsbench.services.stack import Services, start_services, stop_services
 
 # ---------------------------------------------------------------- services
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_sessions_dir() -> Iterator[Path]:
+    """One directory for the session's engine sessions; all stopped at the end."""
+    from engines.common.engine_session import SESSIONS_ENV, stop_sessions
+
+    path = Path(tempfile.mkdtemp(prefix="sdsbench-test-sessions-"))
+    old = os.environ.get(SESSIONS_ENV)
+    os.environ[SESSIONS_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        stop_sessions(path)
+        if old is None:
+            os.environ.pop(SESSIONS_ENV, None)
+        else:
+            os.environ[SESSIONS_ENV] = old
+        shutil.rmtree(path, ignore_errors=True)
+
 
 TEST_SERVICES_CONFIG = {
     "postgres": {"dsn": None, "port": 0, "fsync": False},
