@@ -1,6 +1,7 @@
 # ------------------------------------------------------------------ faults survived (issue 8)
 # The faults group (config experiments.faults; sdsbench.experiments): each block's reference
-# run (<id>-nofault) and its runs with a fault or malformed input. Their engine runs and
+# run (the matrix run with the same spec, else <id>-nofault) and its runs with a fault or
+# malformed input. Their engine runs and
 # per-run summaries come from the generic rules (run.smk, analyze.smk); the table also
 # reads each raw run's metrics/faults.json and metrics/lag.csv (sdsbench.analysis.faults).
 FAULT_RUNS = GROUPS.get("faults", [])

@@ -137,8 +137,10 @@ def _group_specs(config: dict[str, Any], group: str) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------- the faults group
 # config["experiments"]["faults"]: blocks of pipelines x processes x rates_eps x vary, each
-# run once without a fault (the reference, "<id>-nofault") and once per injection
-# ("<id>-kill", "<id>-brokerrestart", "<id>-malformed"). A faulted run has the seed of its
+# run once without a fault (the reference) and once per injection ("<id>-kill",
+# "<id>-brokerrestart", "<id>-malformed"). The reference is the matrix run with the same
+# spec when the groups have one (e.g. a3-spp-r20000 of event_time: the same run, not run
+# twice), else a run of its own, "<id>-nofault". A faulted run has the seed of its
 # reference, so both send the same events; its spec names the reference
 # (``reference_run``). Fault runs carry ``fault`` (sdsbench.faults), malformed-input runs
 # ``malformed`` (the generator's bad-record settings).
@@ -153,6 +155,7 @@ def _fault_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
 
     faults = config["experiments"].get(FAULTS) or {}
     duration = float(faults.get("duration_s") or config["run"]["duration_s"])
+    matrix = {spec["run_id"]: spec for group in GROUPS for spec in _group_specs(config, group)}
     specs: list[dict[str, Any]] = []
     for i, block in enumerate(faults.get("blocks") or []):
         where = f"experiments.faults.blocks.{i}"
@@ -165,11 +168,14 @@ def _fault_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
                     for params in combos:
                         ref = make_spec(config, pipeline, process, rate, params,
                                         duration_s=duration)
-                        ref["run_id"] = f"{ref['run_id']}-{REFERENCE_SUFFIX}"
-                        ref["seed"] = derive_seed(int(config["seed"]), ref["run_id"])
+                        base = ref["run_id"]
+                        if matrix.get(base) != ref:
+                            ref["run_id"] = f"{base}-{REFERENCE_SUFFIX}"
+                            ref["seed"] = derive_seed(int(config["seed"]), ref["run_id"])
                         specs.append(ref)
                         for j, inj in enumerate(block["injections"]):
-                            specs.append(_injected_spec(ref, inj, f"{where}.injections.{j}"))
+                            specs.append(_injected_spec(ref, base, inj,
+                                                        f"{where}.injections.{j}"))
     unique: dict[str, dict[str, Any]] = {}
     for spec in specs:
         if spec["run_id"] in unique and unique[spec["run_id"]] != spec:
@@ -180,11 +186,12 @@ def _fault_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
     return list(unique.values())
 
 
-def _injected_spec(ref: dict[str, Any], injection: dict[str, Any], where: str) -> dict[str, Any]:
+def _injected_spec(
+    ref: dict[str, Any], base: str, injection: dict[str, Any], where: str
+) -> dict[str, Any]:
     from sdsbench.config import ConfigError
 
     kind = injection["kind"]
-    base = ref["run_id"][: -len(REFERENCE_SUFFIX) - 1]
     spec = json.loads(json.dumps(ref))
     spec["run_id"] = f"{base}-{INJECTION_SUFFIX[kind]}"
     spec["reference_run"] = ref["run_id"]

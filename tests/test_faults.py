@@ -35,7 +35,7 @@ def test_faults_group_pairs_each_fault_with_a_reference_of_the_same_seed() -> No
     assert group, "the quick profile has a faults group"
     for run_id in group:
         spec = runs[run_id]
-        if run_id.endswith("-nofault"):
+        if "reference_run" not in spec:  # a reference: a matrix run or <id>-nofault
             assert "fault" not in spec and "malformed" not in spec
             continue
         ref = runs[spec["reference_run"]]
@@ -46,6 +46,25 @@ def test_faults_group_pairs_each_fault_with_a_reference_of_the_same_seed() -> No
                  == "kill_sut"}
     assert pipelines == {"a2", "a3", "spark", "flink"}
     assert any(runs[r].get("fault", {}).get("kind") == "broker_restart" for r in group)
+
+
+def test_a_matrix_run_with_the_same_spec_is_the_reference_else_a_nofault_run() -> None:
+    block = {"pipelines": ["a3"], "processes": ["spp"], "rates_eps": [20000],
+             "injections": [{"kind": "kill_sut", "at_s": 8}]}
+    config = load_config(overrides={"experiments": {"faults": {"duration_s": 20, "blocks": [
+        block, {**block, "rates_eps": [7000]}]}}})
+    runs, group = expand_runs(config), run_groups(config)[FAULTS]
+    # event_time has a3-spp-r20000 (20 s): the same run, not run twice.
+    assert runs["a3-spp-r20000-kill"]["reference_run"] == "a3-spp-r20000"
+    assert runs["a3-spp-r20000-kill"]["seed"] == runs["a3-spp-r20000"]["seed"]
+    assert "a3-spp-r20000" in group and "a3-spp-r20000-nofault" not in runs
+    # No matrix run at 7000 ev/s: a reference run of its own.
+    assert runs["a3-spp-r7000-kill"]["reference_run"] == "a3-spp-r7000-nofault"
+    assert runs["a3-spp-r7000-kill"]["seed"] == runs["a3-spp-r7000-nofault"]["seed"]
+    # Another duration is another spec: no sharing.
+    config = load_config(overrides={"experiments": {"faults": {"duration_s": 30,
+                                                               "blocks": [block]}}})
+    assert expand_runs(config)["a3-spp-r20000-kill"]["reference_run"] == "a3-spp-r20000-nofault"
 
 
 def test_a_fault_outside_the_run_names_the_key() -> None:
