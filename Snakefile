@@ -39,14 +39,21 @@ include: "rules/paper.smk"
 # Leave the machine as we found it: engine runs start the services (PostgreSQL, Kafka)
 # when they are not running; if they were not running when this invocation began, stop
 # them when it ends (rebuilding a figure never stops services someone started by hand).
-onsuccess:
+# Engine sessions (Spark, Flink JVMs that served this invocation's runs) always end with it.
+def leave_machine_as_found():
+    from engines.common.engine_session import sessions_root, stop_sessions
+
+    stop_sessions(sessions_root(SERVICES_STATE_DIR))
     if not SERVICES_WERE_UP:
         services_stack.stop_services(SERVICES_STATE_DIR)
+
+
+onsuccess:
+    leave_machine_as_found()
 
 
 onerror:
-    if not SERVICES_WERE_UP:
-        services_stack.stop_services(SERVICES_STATE_DIR)
+    leave_machine_as_found()
 
 
 rule all:
