@@ -66,4 +66,5 @@ rule bench_generator:
     shell:
         "{PY} {SCRIPTS}/bench_generator.py --config {params.base_config} --out {output}"
         " --processes {params.processes} --compression {params.compression}"
-        " --trial-s {params.bench[trial_s]} > {log} 2>&1"
+        " --trial-s {params.bench[trial_s]} --start-rate {params.bench[start_rate_eps]}"
+        " > {log} 2>&1"
