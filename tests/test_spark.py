@@ -12,6 +12,10 @@ disorder (up to 8 s) far beyond the watermark delay (0) so the watermark drops e
   batch by batch; every window up to the final watermark is emitted, none after it;
 - malformed records injected into the input topic mid-run are dead-lettered with the
   reason ``contract.validate_event`` gives, and the query keeps running past them.
+
+Engine sessions (engines.common.engine_session): two consecutive runs share one driver
+JVM (the second's ready.json says reused, same server pid), both exact against the
+truth; a kill fault run takes the whole session down and the next run starts a new one.
 """
 
 from __future__ import annotations
@@ -219,6 +223,49 @@ def _read_raw_topic(bootstrap: str, topic: str) -> list[bytes]:
         consumer.close()
 
 
+def _assert_truth_minus_drops(out: Path, summary: dict[str, Any]) -> pd.DataFrame:
+    """Every emitted window equals the truth minus the events the late audit says the
+    watermark dropped; every window up to the final watermark is emitted, none after it.
+    Returns results.csv."""
+    final_wm = summary["final_watermark_ms"]
+    key = ["campaign_id", "window_start_ms"]
+    results = pd.read_csv(out / "results.csv")
+    assert not results.duplicated(key).any()  # append mode: one record per window
+    truth = pd.read_csv(out / "generator" / "truth.csv")
+    late = pd.read_csv(out / "metrics" / "late.csv")
+    audit = summary["late_audit"]
+    assert audit["records_match_offsets"] and audit["groups_match_reported"], audit
+    assert late[["views_dropped", "clicks_dropped", "purchases_dropped"]].sum().sum() == (
+        audit["dropped_events"])
+    expected = truth.merge(late, on=key, how="left").fillna(0)
+    expected["views"] -= expected["views_dropped"]
+    expected["clicks"] -= expected["clicks_dropped"]
+    expected["purchases"] -= expected["purchases_dropped"]
+    expected = expected[expected[["views", "clicks", "purchases"]].sum(axis=1) > 0]
+    closed = expected[expected["window_start_ms"] + contract.WINDOW_MS <= final_wm]
+    assert (results["window_end_ms"] <= final_wm).all()
+    merged = closed.merge(results, on=key, how="outer", suffixes=("_truth", ""),
+                          indicator=True)
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
+    assert (merged["views"] == merged["views_truth"]).all()
+    assert (merged["clicks"] == merged["clicks_truth"]).all()
+    assert len(merged) >= 10  # at least one complete window of every campaign
+    return results
+
+
+# Small warm-ups: the session's once-only one and each run's own.
+SESSION_PARAMS = {"warmup_events": 10_000, "trigger_ms": 500,
+                  "session": {"reuse": True, "idle_timeout_s": 300, "warmup_events": 10_000}}
+
+
+def _services_config(services: Any, **more: Any) -> dict[str, Any]:
+    return load_config(overrides={
+        "services": {"postgres": {"dsn": services.pg_dsn},
+                     "kafka": {"bootstrap_servers": services.kafka_bootstrap}},
+        "run": {"drain_timeout_s": 150}, **more,
+    })
+
+
 @pytest.mark.timeout(360)
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
                     "run `bash env/setup.sh spark`")
@@ -242,8 +289,8 @@ def test_spark_run_matches_truth_minus_watermark_drops(
     })
     # Batches of at most 3 s of input: the watermark trails by a few seconds, less than
     # the disorder, whether Spark keeps up or not (a busy machine makes batches slow).
-    params = {"watermark_delay_ms": 0, "trigger_ms": 500, "max_offsets_per_trigger": 6000,
-              "keep_topics": True, "warmup_events": 10_000}
+    params = {**SESSION_PARAMS, "watermark_delay_ms": 0, "max_offsets_per_trigger": 6000,
+              "keep_topics": True}
     run_id = f"t-spark-{uuid.uuid4().hex[:6]}"
     spec = make_spec(config, "spark", "constant", 2000, params=params, run_id=run_id,
                      duration_s=20)
@@ -260,6 +307,7 @@ def test_spark_run_matches_truth_minus_watermark_drops(
     summary = json.loads((out / "metrics" / "spark_summary.json").read_text())
     assert summary["drained"], summary
     final_wm = summary["final_watermark_ms"]
+    assert summary["session"] is not None  # served by an engine session (reuse: true)
 
     # Records: the contract's fields exactly, from this pipeline.
     assert raw_output
@@ -272,31 +320,11 @@ def test_spark_run_matches_truth_minus_watermark_drops(
         assert record["min_insertion_ms"] <= record["max_insertion_ms"] <= record["result_time_ms"]
 
     # Windows: truth minus the audited drops, every window up to the final watermark.
-    key = ["campaign_id", "window_start_ms"]
-    results = pd.read_csv(out / "results.csv")
+    results = _assert_truth_minus_drops(out, summary)
     assert len(results) == len(raw_output)
-    assert not results.duplicated(key).any()  # append mode: one record per window
-    truth = pd.read_csv(out / "generator" / "truth.csv")
-    late = pd.read_csv(out / "metrics" / "late.csv")
     audit = summary["late_audit"]
-    assert audit["records_match_offsets"] and audit["groups_match_reported"], audit
     assert audit["dropped_events"] > 0, "the disorder must make Spark drop late events"
-    assert late[["views_dropped", "clicks_dropped", "purchases_dropped"]].sum().sum() == (
-        audit["dropped_events"])
     assert audit["rows_dropped_reported"] == audit["dropped_groups"] > 0
-    expected = truth.merge(late, on=key, how="left").fillna(0)
-    expected["views"] -= expected["views_dropped"]
-    expected["clicks"] -= expected["clicks_dropped"]
-    expected["purchases"] -= expected["purchases_dropped"]
-    expected = expected[expected[["views", "clicks", "purchases"]].sum(axis=1) > 0]
-    closed = expected[expected["window_start_ms"] + contract.WINDOW_MS <= final_wm]
-    assert (results["window_end_ms"] <= final_wm).all()
-    merged = closed.merge(results, on=key, how="outer", suffixes=("_truth", ""),
-                          indicator=True)
-    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
-    assert (merged["views"] == merged["views_truth"]).all()
-    assert (merged["clicks"] == merged["clicks_truth"]).all()
-    assert len(merged) >= 10  # at least one complete window of every campaign
 
     # Malformed input: dead-lettered with the contract's reason; the query kept going.
     rejects = pd.read_csv(out / "rejects.csv").set_index("reason")["count"].to_dict()
@@ -331,3 +359,92 @@ def test_spark_run_matches_truth_minus_watermark_drops(
     assert len(lag) and (lag["lag"] >= 0).all()
     resources = pd.read_csv(out / "metrics" / "resources.csv")
     assert (resources["name"] == "java").any()  # the Spark JVM was sampled
+
+
+def _ready(out: Path, name: str = "ready.json") -> dict[str, Any]:
+    return json.loads((out / "spark" / name).read_text())
+
+
+def _run(config: dict[str, Any], tmp_path: Path, name: str,
+         fault: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    from sdsbench import runner
+    from sdsbench.experiments import make_spec
+
+    run_id = f"t-spark-{name}-{uuid.uuid4().hex[:6]}"
+    spec = make_spec(config, "spark", "constant", 2000, params=SESSION_PARAMS, run_id=run_id,
+                     duration_s=12)
+    if fault is not None:
+        spec["fault"] = fault
+    out = runner.execute_run(config, spec, tmp_path / run_id)
+    return out, json.loads((out / "metrics" / "spark_summary.json").read_text())
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
+                    "run `bash env/setup.sh spark`")
+def test_two_runs_share_one_session_and_both_match_truth(
+    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engines.common.engine_session import pid_alive
+    from sdsbench import runner
+
+    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
+    config = _services_config(services)
+    first, first_summary = _run(config, tmp_path, "first")
+    second, second_summary = _run(config, tmp_path, "second")
+
+    one, two = _ready(first)["session"], _ready(second)["session"]
+    assert two["reused"] and two["runs_served_before"] == one["runs_served_before"] + 1
+    assert two["server_pid"] == one["server_pid"] and two["key"] == one["key"]
+    assert two["session_warmup_s"] is None  # the session warm-up runs once per session
+    if not one["reused"]:  # a fresh session (no earlier test left one): it ran the warm-up
+        assert one["session_warmup_events"] == 10_000 and one["session_warmup_s"] > 0
+    assert pid_alive(two["server_pid"])  # idle again, waiting for the next run
+    assert second_summary["session"] == two
+    for out, summary in ((first, first_summary), (second, second_summary)):
+        assert summary["drained"], summary
+        _assert_truth_minus_drops(out, summary)
+        assert _ready(out)["warmed_up"]
+        # Nothing malformed: the set-aside pass is skipped, the files are as usual.
+        assert summary["set_aside"]["skipped"]
+        assert summary["set_aside"]["records"] == summary["late_audit"]["records_replayed"]
+        assert not any(summary["rejected_observed_by_reason"].values())
+        rejects = pd.read_csv(out / "rejects.csv")
+        assert set(rejects["reason"]) == set(contract.REJECT_REASONS)
+        assert (rejects["count"] == 0).all()
+        letters = pd.read_csv(out / "spark" / "dead_letters.csv")
+        assert list(letters.columns) == ["reason", "partition", "offset", "kafka_time_ms",
+                                         "raw"] and letters.empty
+    # Each run's job log holds its own part of the server log only.
+    log = (second / "spark" / "job.log").read_text()
+    assert second.name in log and first.name not in log
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
+                    "run `bash env/setup.sh spark`")
+def test_kill_fault_takes_the_session_down_and_the_next_run_starts_a_new_one(
+    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engines.common.engine_session import pid_alive
+    from sdsbench import runner
+
+    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
+    config = _services_config(services, experiments={"faults": {"duration_s": 12, "blocks": [
+        {"pipelines": ["spark"], "processes": ["constant"], "rates_eps": [2000],
+         "injections": [{"kind": "kill_sut", "at_s": 6}]}]}})
+    faulted, fault_summary = _run(config, tmp_path, "kill", {"kind": "kill_sut", "at_s": 6})
+    served = _ready(faulted, "ready-0.json")["session"]  # the first start: in the session
+    assert served is not None and fault_summary["session"] == served
+    record = json.loads((faulted / "metrics" / "faults.json").read_text())
+    killed = next(e for e in record["events"] if e["step"] == "killed")
+    assert served["server_pid"] in killed["pids"] and not pid_alive(served["server_pid"])
+    assert _ready(faulted)["session"] is None  # the restart: a private job process
+    assert fault_summary["restarts"] == 1 and fault_summary["drained"]
+    assert "skipped" not in fault_summary["set_aside"]  # restarted: the set-aside ran
+
+    after, after_summary = _run(config, tmp_path, "after")
+    fresh = _ready(after)["session"]
+    assert not fresh["reused"] and fresh["server_pid"] != served["server_pid"]
+    assert fresh["session_warmup_s"] is not None
+    _assert_truth_minus_drops(after, after_summary)

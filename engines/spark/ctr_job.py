@@ -80,6 +80,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -244,8 +245,16 @@ def event_schema(with_corrupt_column: bool = True) -> StructType:
 
 
 # ------------------------------------------------------------------ session
-def session_conf(cfg: JobConfig, paths: JobPaths) -> dict[str, str]:
-    """Spark settings of the job; all go through spark-submit, before the JVM starts."""
+def session_settings(cfg: JobConfig) -> dict[str, Any]:
+    """The settings that fix the JVM (an engine session's key): runs that agree on them
+    can share one driver JVM; everything else of ``JobConfig`` is per run."""
+    return {"master": cfg.master, "driver_memory": cfg.driver_memory, "jars": list(cfg.jars),
+            "extra_conf": dict(cfg.extra_conf)}
+
+
+def session_conf(cfg: JobConfig, local_dir: Path) -> dict[str, str]:
+    """Spark settings of the job; all go through spark-submit, before the JVM starts
+    (``spark.sql.shuffle.partitions`` is set again per run: a runtime SQL setting)."""
     return {
         # Local mode: the driver JVM is the whole engine, so its heap is the memory cap.
         "spark.driver.memory": cfg.driver_memory,
@@ -270,7 +279,7 @@ def session_conf(cfg: JobConfig, paths: JobPaths) -> dict[str, str]:
         # Keep every batch's offsets and watermark in the checkpoint: the late-event audit
         # (engines.spark.late_audit) replays them. The default (100) would purge them.
         "spark.sql.streaming.minBatchesToRetain": "100000",
-        "spark.local.dir": str(paths.scratch),
+        "spark.local.dir": str(local_dir),
         # Checkpoint files (offsets, commits, state deltas: several per batch) through the
         # FileSystem API. The default FileContext manager, on the local file system without
         # Hadoop's native library, runs a `chmod` process per file created and a `readlink`
@@ -288,11 +297,12 @@ def session_conf(cfg: JobConfig, paths: JobPaths) -> dict[str, str]:
     }
 
 
-def make_session(cfg: JobConfig, paths: JobPaths) -> SparkSession:
+def make_session(cfg: JobConfig, local_dir: Path, app_name: str) -> SparkSession:
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(f"sdsbench-ctr-{cfg.run_id}").master(cfg.master)
-    for key, value in session_conf(cfg, paths).items():
+    local_dir.mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder.appName(app_name).master(cfg.master)
+    for key, value in session_conf(cfg, local_dir).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -506,7 +516,8 @@ def synthetic_events(spark: SparkSession, cfg: JobConfig, events: int) -> DataFr
     return spark.range(events, numPartitions=4).select(F.to_json(event).alias("value"))
 
 
-def warm_up(spark: SparkSession, cfg: JobConfig, paths: JobPaths, events: int) -> None:
+def warm_up(spark: SparkSession, cfg: JobConfig, paths: JobPaths, events: int,
+            label: str = "warmup") -> None:
     """Run the job itself, once, over synthetic events in private topics, then drop them.
 
     Why: Spark generates Java code per plan, and the JVM compiles the hot path (JSON
@@ -523,12 +534,14 @@ def warm_up(spark: SparkSession, cfg: JobConfig, paths: JobPaths, events: int) -
 
     from sdsbench.services.kafka import create_topic, delete_topics
 
-    names = {"input_topic": f"warmup-in-{cfg.run_id}",
-             "output_topic": f"warmup-out-{cfg.run_id}",
-             "dead_letter_topic": f"warmup-dlq-{cfg.run_id}"}
+    # ``label``: the session warm-up and the run's own use different topics (a deleted
+    # topic's name may not be free again at once).
+    names = {"input_topic": f"{label}-in-{cfg.run_id}",
+             "output_topic": f"{label}-out-{cfg.run_id}",
+             "dead_letter_topic": f"{label}-dlq-{cfg.run_id}"}
     wcfg = dataclasses.replace(cfg, **names,
                                max_offsets_per_trigger=max(1, events // 4))  # a few batches
-    wpaths = JobPaths(paths.scratch / "warmup")
+    wpaths = JobPaths(paths.scratch / label)
     for topic in names.values():
         create_topic(cfg.bootstrap, topic, 4 if topic == names["input_topic"] else 1,
                      exist_ok=True)
@@ -632,98 +645,222 @@ def set_aside_rejects(spark: SparkSession, cfg: JobConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ main
+STOP_POLL_S = 0.25  # stop-file / query-state checks (py4j calls): cheap at this rate
+SESSION_WARMUP_LABEL = "session-warmup"
+
+
 class _StopFlag:
+    """Set by SIGTERM/SIGINT: the run in progress stops, and a session server exits."""
+
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.server: Any = None  # engines.common.engine_session.SessionServer (server mode)
 
     def set(self, signum: int, _frame: Any) -> None:
         self.reason = signal.Signals(signum).name
+        if self.server is not None:
+            self.server.stop_requested = True
 
 
-def run(cfg: JobConfig, paths: JobPaths) -> int:
-    """Start the query, run until a stop request, stop it; 0 on a clean stop.
+def serve_run(spark: SparkSession, cfg: JobConfig, paths: JobPaths, stop: _StopFlag,
+              t0: float, session: dict[str, Any] | None = None) -> int:
+    """One run on a running Spark session (a one-shot job's own, or an engine session's):
+    the run's warm-up, then its query until a stop request; 0 on a clean stop.
 
     Meanwhile, set the rejected records aside when the driver asks (``set_aside_request``).
+    Whatever the run added to the session (its query, its listener) is gone on return,
+    also when it fails. ``t0``: when the run's start-up began (``startup_s`` counts from
+    it); ``session``: the engine-session block of ready.json (None: a private process).
     """
     from engines.spark.progress import ProgressRecorder
 
-    stop = _StopFlag()
-    signal.signal(signal.SIGTERM, stop.set)
-    signal.signal(signal.SIGINT, stop.set)
     paths.scratch.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    spark = make_session(cfg, paths)
-    recorder = ProgressRecorder(paths.progress_csv, paths.status)
+    # Per run (a session may have served another value): the new checkpoint records it.
+    spark.conf.set("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
     if cfg.warmup_events:
         warm_up(spark, cfg, paths, cfg.warmup_events)
     warmed_s = time.monotonic() - t0
+    recorder = ProgressRecorder(paths.progress_csv, paths.status)
     spark.streams.addListener(recorder)
-    # The query's thread inherits the pool (Structured Streaming guide, scheduler pools).
-    spark.sparkContext.setLocalProperty("spark.scheduler.pool", "ctr")
-    queries = {"ctr": build(spark, cfg, paths).start()}
-    spark.sparkContext.setLocalProperty("spark.scheduler.pool", "set_aside")
-    started_s = time.monotonic() - t0
-    # Ready once every query finished a first batch: on a fresh topic Spark runs batch 0
-    # at once, and it carries the one-off costs (code generation, JIT, Kafka clients;
-    # 5-20 s here), which would otherwise land on the first seconds of the measured load.
-    warmed_up = False
-    deadline = time.monotonic() + WARMUP_TIMEOUT_S
-    while time.monotonic() < deadline and stop.reason is None:
-        if all(q.lastProgress is not None for q in queries.values()):
-            warmed_up = True
-            break
-        if not all(q.isActive for q in queries.values()):
-            break
-        time.sleep(0.2)
-    write_json_atomic(paths.ready, {
-        "spark_version": spark.version,
-        "startup_s": round(time.monotonic() - t0, 3),
-        "batch_warmup_done_s": round(warmed_s, 3),
-        "queries_started_s": round(started_s, 3),
-        "warmed_up": warmed_up,
-        "queries": {name: str(q.id) for name, q in queries.items()},
-        "session_conf": session_conf(cfg, paths),
-    })
-    log.info("queries started after %.1f s, first batches done after %.1f s", started_s,
-             time.monotonic() - t0)
-    failed: dict[str, str] = {}
-    while stop.reason is None and not paths.stop_request.exists():
-        for name, query in queries.items():
-            if not query.isActive:
-                error = query.exception()
-                failed[name] = str(error) if error is not None else "stopped"
-        if failed:
-            break
-        if paths.set_aside_request.exists() and not paths.set_aside.exists():
-            log.info("setting aside the rejected records")
-            report = set_aside_rejects(spark, cfg)
-            write_json_atomic(paths.set_aside, report)
-            log.info("set aside %s", report)
-            continue
-        time.sleep(1.0)  # each check is a py4j call into the JVM: keep them rare
-    log.info("stopping (%s)", stop.reason or ("query ended" if failed else "stop file"))
-    final = {name: q.lastProgress for name, q in queries.items()}
-    for query in queries.values():
-        if query.isActive:
-            query.stop()
-    recorder.close()
+    queries: dict[str, Any] = {}
+    try:
+        # The query's thread inherits the pool (Structured Streaming guide, scheduler pools).
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", "ctr")
+        queries["ctr"] = build(spark, cfg, paths).start()
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", "set_aside")
+        started_s = time.monotonic() - t0
+        # Ready once every query finished a first batch: on a fresh topic Spark runs batch
+        # 0 at once, and it carries the one-off costs (code generation, JIT, Kafka clients;
+        # 5-20 s here), which would otherwise land on the first seconds of the measured load.
+        warmed_up = False
+        deadline = time.monotonic() + WARMUP_TIMEOUT_S
+        while time.monotonic() < deadline and stop.reason is None:
+            if all(q.lastProgress is not None for q in queries.values()):
+                warmed_up = True
+                break
+            if not all(q.isActive for q in queries.values()):
+                break
+            time.sleep(0.2)
+        write_json_atomic(paths.ready, {
+            "spark_version": spark.version,
+            "startup_s": round(time.monotonic() - t0, 3),
+            "batch_warmup_done_s": round(warmed_s, 3),
+            "queries_started_s": round(started_s, 3),
+            "warmed_up": warmed_up,
+            "queries": {name: str(q.id) for name, q in queries.items()},
+            "session_conf": session_conf(cfg, Path(spark.conf.get("spark.local.dir"))),
+            "session": session,
+        })
+        log.info("queries started after %.1f s, first batches done after %.1f s", started_s,
+                 time.monotonic() - t0)
+        failed: dict[str, str] = {}
+        while stop.reason is None and not paths.stop_request.exists():
+            for name, query in queries.items():
+                if not query.isActive:
+                    error = query.exception()
+                    failed[name] = str(error) if error is not None else "stopped"
+            if failed:
+                break
+            if paths.set_aside_request.exists() and not paths.set_aside.exists():
+                log.info("setting aside the rejected records")
+                report = set_aside_rejects(spark, cfg)
+                write_json_atomic(paths.set_aside, report)
+                log.info("set aside %s", report)
+                continue
+            time.sleep(STOP_POLL_S)
+        log.info("stopping (%s)", stop.reason or ("query ended" if failed else "stop file"))
+        final = {name: q.lastProgress for name, q in queries.items()}
+    finally:
+        for query in queries.values():
+            if query.isActive:
+                query.stop()
+        spark.streams.removeListener(recorder)
+        recorder.close()
     write_json_atomic(paths.final, {"last_progress": final, "failed": failed,
                                     "stop": stop.reason or "stop file"})
-    spark.stop()
     if failed:
         log.error("query failed: %s", failed)
         return 1
     return 0
 
 
+def run(cfg: JobConfig, paths: JobPaths) -> int:
+    """A one-shot job: its own Spark session (and JVM) for one run."""
+    stop = _StopFlag()
+    signal.signal(signal.SIGTERM, stop.set)
+    signal.signal(signal.SIGINT, stop.set)
+    t0 = time.monotonic()
+    spark = make_session(cfg, paths.scratch, f"sdsbench-ctr-{cfg.run_id}")
+    try:
+        return serve_run(spark, cfg, paths, stop, t0)
+    finally:
+        spark.stop()
+
+
+def reset_session(spark: SparkSession) -> bool:
+    """Between runs of a session: nothing of the previous run left (queries, cached data,
+    the scheduler pool), then a full GC so the next run starts on a clean heap. False when
+    the session is unusable (the server then exits; the next run starts a new one)."""
+    try:
+        for query in spark.streams.active:
+            query.stop()
+        spark.streams.resetTerminated()
+        spark.catalog.clearCache()
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
+        spark._jvm.System.gc()  # type: ignore[union-attr]
+        spark.range(1).count()  # the session still runs jobs
+        return True
+    except Exception:  # noqa: BLE001 - any failure here means: do not serve another run
+        log.exception("the Spark session cannot be reset: exiting")
+        return False
+
+
+def serve(first: JobConfig, session_dir: Path, session_warmup_events: int,
+          idle_timeout_s: float) -> int:
+    """Engine-session server: one Spark session (driver JVM) serving runs one at a time
+    (``engines.common.engine_session``). ``first`` (the first run's job config, read once:
+    its directory is renamed later) fixes the JVM-level settings (``session_settings``);
+    a run with other ones is refused (the driver's session key keeps them apart). A
+    failed run is reported (code 1) and the server takes the next one."""
+    import shutil
+
+    from engines.common.engine_session import SessionServer
+
+    t_start = time.monotonic()
+    stop = _StopFlag()
+    server = SessionServer(session_dir, idle_timeout_s)
+    stop.server = server
+    signal.signal(signal.SIGTERM, stop.set)
+    signal.signal(signal.SIGINT, stop.set)
+    settings = session_settings(first)
+    local_dir = session_dir / "tmp"
+    spark = make_session(first, local_dir, "sdsbench-ctr-session")
+    key = session_dir.name.split("-", 1)[-1]
+    server.announce(engine="spark", key=key, spark_version=spark.version, settings=settings,
+                    session_warmup_events=session_warmup_events,
+                    jvm_start_s=round(time.monotonic() - t_start, 3))
+    session_warmed = session_warmup_events == 0
+    try:
+        for request in server.requests():
+            picked_up = time.monotonic()
+            log.info("run %s: serving (%d runs served before)", request.run_id,
+                     server.runs_served)
+            code, report = 1, {}
+            try:
+                cfg = JobConfig.from_dict(json.loads(request.config.read_text()))
+                if session_settings(cfg) != settings:
+                    raise ValueError(f"run settings {session_settings(cfg)} are not the "
+                                     f"session's {settings}")
+                paths = JobPaths(request.run_dir)
+                # The first run's start-up includes the JVM's (as a one-shot job's does).
+                t0 = t_start if server.runs_served == 0 else picked_up
+                block: dict[str, Any] = {
+                    "key": key, "server_pid": os.getpid(),
+                    "reused": server.runs_served > 0,
+                    "runs_served_before": server.runs_served,
+                    "session_warmup_events": 0, "session_warmup_s": None,
+                }
+                if not session_warmed:
+                    # Once per session, before the first run's own warm-up (which follows).
+                    tw = time.monotonic()
+                    warm_up(spark, cfg, paths, session_warmup_events, SESSION_WARMUP_LABEL)
+                    session_warmed = True
+                    block["session_warmup_events"] = session_warmup_events
+                    block["session_warmup_s"] = round(time.monotonic() - tw, 3)
+                code = serve_run(spark, cfg, paths, stop, t0, block)
+            except Exception as exc:  # noqa: BLE001 - the run fails, the server goes on
+                log.exception("run %s failed", request.run_id)
+                report = {"error": repr(exc)}
+            healthy = reset_session(spark)
+            log.info("run %s: done (code %d)", request.run_id, code)
+            server.finished(request, code, seconds=round(time.monotonic() - picked_up, 3),
+                            **report)
+            if not healthy:
+                return 1
+        return 0
+    finally:
+        spark.stop()
+        shutil.rmtree(local_dir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="job settings (JSON, see JobConfig)")
-    parser.add_argument("--run-dir", required=True, help="the run's directory")
+    parser.add_argument("--run-dir", help="one-shot: the run's directory")
+    parser.add_argument("--session-dir", help="server mode: the engine session's directory")
+    parser.add_argument("--session-warmup-events", type=int, default=0,
+                        help="server mode: synthetic events run once, before the first run")
+    parser.add_argument("--idle-timeout-s", type=float, default=600.0,
+                        help="server mode: exit after this long without a run")
     args = parser.parse_args(argv)
+    if (args.run_dir is None) == (args.session_dir is None):
+        parser.error("give exactly one of --run-dir (one run) and --session-dir (a session)")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = JobConfig.from_dict(json.loads(Path(args.config).read_text()))
+    if args.session_dir is not None:
+        return serve(cfg, Path(args.session_dir), args.session_warmup_events,
+                     args.idle_timeout_s)
     return run(cfg, JobPaths(Path(args.run_dir)))
 
 

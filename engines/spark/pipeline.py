@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engines.spark.ctr_job import JobConfig, JobPaths
+from engines.common.engine_session import EngineSession, open_session, sessions_root
+from engines.spark.ctr_job import JobConfig, JobPaths, session_settings
 from sdsbench import contract
 from sdsbench.experiments import pipeline_params
 from sdsbench.rundir import write_json_atomic
@@ -59,7 +60,7 @@ PARAM_KEYS = (
     "master", "driver_memory", "trigger_ms", "watermark_delay_ms",
     "output_mode", "shuffle_partitions", "max_offsets_per_trigger", "campaign_lookup",
     "late_audit", "startup_timeout_s", "stop_timeout_s", "keep_topics", "warmup_events",
-    "extra_conf",
+    "session", "extra_conf",
 )
 DEAD_LETTER_COLUMNS = ("reason", "partition", "offset", "kafka_time_ms", "raw")
 WATERMARK_COLUMNS = ("time_ms", "watermark_ms", "batch_id")
@@ -216,7 +217,8 @@ class SparkRun:
     params: dict[str, Any]
     paths: JobPaths
     job: JobConfig
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | EngineSession | None = None  # the process serving the run
+    session: EngineSession | None = None  # set when an engine session serves the run
     lag_sampler: Any = None
     lag_ends: Any = None
     drain: dict[str, Any] = field(default_factory=dict)
@@ -248,32 +250,72 @@ class Pipeline:
         log.info("Spark %s ready after %.1f s", ready.get("spark_version"), ready.get("startup_s"))
         self._start_lag_sampler(ctx, run)
 
-    def _launch(self, ctx: Any, run: SparkRun, job_config: Path) -> dict[str, Any]:
-        """Start the job process with ``job_config``; wait until it reports ready."""
+    def _launch(self, ctx: Any, run: SparkRun, job_config: Path,
+                private: bool = False) -> dict[str, Any]:
+        """Hand the run to the engine session (``session.reuse``, not ``private``; a busy
+        session: a private process) or start a private job process with ``job_config``;
+        wait until the job reports ready."""
         paths = run.paths
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         python = spark_python()
         env["PYSPARK_PYTHON"] = str(python)
         env["SPARK_LOCAL_IP"] = "127.0.0.1"  # bind the driver to loopback only
-        cmd = [str(python), "-m", "engines.spark.ctr_job",
-               "--config", str(job_config), "--run-dir", str(paths.run_dir)]
-        with paths.log.open("ab") as out:
-            # Own session: stop() can signal the job and its JVM together.
-            run.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+        cmd = [str(python), "-m", "engines.spark.ctr_job", "--config", str(job_config)]
+        session = None
+        if run.params["session"]["reuse"] and not private:
+            session = self._open_session(ctx, run, cmd, env)
+        if session is not None:
+            run.session = run.proc = session
+            session.submit(ctx.run_id, job_config, paths.run_dir)
+        else:
+            with paths.log.open("ab") as out:
+                # Own session: stop() can signal the job and its JVM together.
+                run.proc = subprocess.Popen([*cmd, "--run-dir", str(paths.run_dir)],
+                                            cwd=REPO_ROOT, env=env, stdout=out,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
         ctx.processes.append(run.proc)
         deadline = time.monotonic() + float(run.params["startup_timeout_s"])
         while not paths.ready.exists():
-            if run.proc.poll() is not None:
-                raise RuntimeError(f"Spark job exited with code {run.proc.returncode} while "
-                                   f"starting; see {paths.log}")
+            ended = self._job_ended(ctx, run)
+            if ended is not None:
+                raise RuntimeError(f"Spark job {ended} while starting; see {paths.log}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Spark job not ready after {run.params['startup_timeout_s']}"
                                    f" s; see {paths.log}")
             time.sleep(0.2)
         return json.loads(paths.ready.read_text())
+
+    def _open_session(self, ctx: Any, run: SparkRun, cmd: list[str],
+                      env: dict[str, str]) -> EngineSession | None:
+        """The Spark engine session for the run's JVM-level settings (started if there is
+        none); None when another run holds it."""
+        sparams = run.params["session"]
+        settings = {**session_settings(run.job),
+                    "session_warmup_events": int(sparams["warmup_events"])}
+        server_cmd = [*cmd, "--session-warmup-events", str(int(sparams["warmup_events"])),
+                      "--idle-timeout-s", str(float(sparams["idle_timeout_s"]))]
+        session = open_session("spark", settings, server_cmd, env,
+                               sessions_root(ctx.services.state_dir),
+                               float(run.params["startup_timeout_s"]))
+        if session is None:
+            log.warning("the Spark session is busy (another run): a private job process")
+        return session
+
+    @staticmethod
+    def _job_ended(ctx: Any, run: SparkRun) -> str | None:
+        """Why the job serving the run is gone (None while it runs): a private process
+        exited, the session died, or the session reported the run done (it failed)."""
+        if run.proc is None:
+            return "was not started"
+        if run.proc.poll() is not None:
+            return f"exited with code {run.proc.returncode}"
+        if run.session is not None:
+            report = run.session.done(ctx.run_id)
+            if report is not None:
+                return f"ended (session report {report})"
+        return None
 
     # ------------------------------------------------------------------- faults
     def kill(self, ctx: Any) -> dict[str, Any]:
@@ -282,6 +324,11 @@ class Pipeline:
         from sdsbench.faults import kill_process_group
 
         run: SparkRun = ctx.extra["spark"]
+        if run.session is not None:
+            # The whole engine session goes (its JVM is the SUT); the next run starts a new one.
+            pids = run.session.kill()
+            run.session = None
+            return {"killed": "spark session (python + JVM)", "pids": pids}
         return {"killed": "spark driver (python + JVM)", "pids": kill_process_group(run.proc)}
 
     def restart(self, ctx: Any) -> dict[str, Any]:
@@ -289,7 +336,8 @@ class Pipeline:
         offsets and state of its last committed batch; a batch that was planned but not
         committed is run again, so its output may reach the Kafka sink twice
         (at-least-once: measured as duplicate records). No JIT warm-up this time (the
-        backlog is waiting); the first start's ready.json is kept as ready-0.json."""
+        backlog is waiting); the first start's ready.json is kept as ready-0.json. Always a
+        private job process, as before sessions (the killed session is gone)."""
         run: SparkRun = ctx.extra["spark"]
         paths = run.paths
         restarts = run.restarts + 1
@@ -297,7 +345,7 @@ class Pipeline:
             paths.ready.rename(paths.spark_dir / f"ready-{restarts - 1}.json")
         config = paths.spark_dir / f"job_config-restart{restarts}.json"
         write_json_atomic(config, dataclasses.replace(run.job, warmup_events=0).to_dict())
-        ready = self._launch(ctx, run, config)
+        ready = self._launch(ctx, run, config, private=True)
         run.restarts = restarts
         return {"pid": run.proc.pid, "startup_s": ready.get("startup_s"),
                 "warmed_up": ready.get("warmed_up")}
@@ -331,9 +379,9 @@ class Pipeline:
         drained = False
         last_report = t0
         while True:
-            if run.proc is not None and run.proc.poll() is not None:
-                raise RuntimeError(f"Spark job exited with code {run.proc.returncode} during the "
-                                   f"run; see {run.paths.log}")
+            ended = self._job_ended(ctx, run)
+            if ended is not None:
+                raise RuntimeError(f"Spark job {ended} during the run; see {run.paths.log}")
             status = read_status(run.paths)
             ctr_done = end_offsets_of(status, "ctr")
             if reached(ctr_done, target):
@@ -380,8 +428,31 @@ class Pipeline:
         bootstrap = ctx.services.kafka_bootstrap
         results = read_output_topic(bootstrap, run.job.output_topic)
         write_results(results, ctx.run_dir / "results.csv")
-        set_aside = self._set_aside(run)
-        rejects = read_dead_letters(bootstrap, run.job.dead_letter_topic)
+        observed = observed_rejects(run.paths.progress_csv)
+        # The set-aside pass reads the whole input topic again (~5 s for 400k records).
+        # It is skipped when the streaming query itself saw no reject in any batch: its
+        # observed counts are exact per batch, and complete unless a kill lost a batch's
+        # progress event (a restarted job: the set-aside runs).
+        skip_set_aside = run.restarts == 0 and not any(observed.values())
+        if not skip_set_aside:
+            run.paths.set_aside_request.touch()  # the job works on it during the audit
+        late = None
+        if run.params["late_audit"]:
+            catalog = contract.ad_catalog(run.job.campaigns, run.job.ads_per_campaign)
+            late = audit_late_events(
+                run.paths.checkpoint("ctr"), bootstrap, run.job.input_topic, catalog,
+                ctx.run_dir / "metrics",
+            )
+        if skip_set_aside:
+            set_aside: dict[str, Any] = {
+                "skipped": "no rejects observed by the streaming query",
+                "records": sum((run.drain.get("input_end_offsets") or {}).values()),
+                "rejected_by_reason": dict(observed), "seconds": 0.0,
+            }
+            rejects: list[dict[str, Any]] = []
+        else:
+            set_aside = self._wait_set_aside(ctx, run)
+            rejects = read_dead_letters(bootstrap, run.job.dead_letter_topic)
         write_csv_atomic(run.paths.spark_dir / "dead_letters.csv", DEAD_LETTER_COLUMNS, rejects)
         by_reason = {reason: 0 for reason in contract.REJECT_REASONS}
         for row in rejects:
@@ -403,32 +474,30 @@ class Pipeline:
             "rejected_by_reason": by_reason,
             # The streaming query's own per-batch counts (Dataset.observe), summed: a check
             # of the set-aside. A batch whose progress event a kill lost is missing here.
-            "rejected_observed_by_reason": observed_rejects(run.paths.progress_csv),
+            "rejected_observed_by_reason": observed,
             "set_aside": set_aside,
             "rows_dropped_by_watermark_reported": spark_reported_drops(run.paths.progress_csv),
         }
-        if run.params["late_audit"]:
-            catalog = contract.ad_catalog(run.job.campaigns, run.job.ads_per_campaign)
-            summary["late_audit"] = audit_late_events(
-                run.paths.checkpoint("ctr"), bootstrap, run.job.input_topic, catalog,
-                ctx.run_dir / "metrics",
-            )
+        if late is not None:
+            summary["late_audit"] = late
         first = run.paths.spark_dir / "ready-0.json"  # a restarted job's first start
         ready = json.loads((first if first.exists() else run.paths.ready).read_text())
         summary["restarts"] = run.restarts
         summary["spark_version"] = ready.get("spark_version")
         summary["startup_s"] = ready.get("startup_s")
+        summary["session"] = ready.get("session")  # which runs shared a JVM (None: private)
         write_json_atomic(ctx.run_dir / "metrics" / "spark_summary.json", summary)
 
-    def _set_aside(self, run: SparkRun) -> dict[str, Any]:
-        """Ask the job to write the rejected records to the dead-letter topic; its report."""
-        run.paths.set_aside_request.touch()
+    def _wait_set_aside(self, ctx: Any, run: SparkRun) -> dict[str, Any]:
+        """The job's report once it wrote the rejected records to the dead-letter topic
+        (asked by ``set_aside_request``)."""
         t0 = time.monotonic()
         last_report = t0
         while not run.paths.set_aside.exists():
-            if run.proc is None or run.proc.poll() is not None:
-                raise RuntimeError(f"Spark job ended before setting aside the rejected records;"
-                                   f" see {run.paths.log}")
+            ended = self._job_ended(ctx, run)
+            if ended is not None:
+                raise RuntimeError(f"Spark job {ended} before setting aside the rejected "
+                                   f"records; see {run.paths.log}")
             now = time.monotonic()
             if now - t0 > SET_ASIDE_TIMEOUT_S:
                 raise RuntimeError(f"no set-aside of rejected records after "
@@ -447,7 +516,9 @@ class Pipeline:
         if run is None:
             return
         self._stop_lag_sampler(run)
-        if run.proc is not None and run.proc.poll() is None:
+        if run.session is not None:
+            self._stop_session_run(ctx, run)
+        elif run.proc is not None and run.proc.poll() is None:
             run.paths.stop_request.touch()
             try:
                 run.proc.wait(timeout=float(run.params["stop_timeout_s"]))
@@ -456,7 +527,7 @@ class Pipeline:
                             run.params["stop_timeout_s"])
                 terminate_pid(run.proc.pid, timeout=20)
                 run.proc.wait(timeout=10)
-        if run.proc is not None:
+        if isinstance(run.proc, subprocess.Popen):
             # The JVM may outlive a killed Python parent: end what is left of its group.
             end_process_group(run.proc.pid)
         shutil.rmtree(run.paths.scratch, ignore_errors=True)
@@ -465,3 +536,23 @@ class Pipeline:
                 delete_run_topics(ctx.services, ctx.run_id)
             except Exception as exc:  # noqa: BLE001 - results are collected; do not fail the run
                 log.warning("could not delete the run's topics: %s", exc)
+
+    def _stop_session_run(self, ctx: Any, run: SparkRun) -> None:
+        """End the run the engine session serves (stop file) and wait until the server
+        reports it done; a server that does not answer may be wedged: the session is
+        killed (the next run starts a new one). Never leaves the session busy."""
+        session = run.session
+        assert session is not None
+        run.paths.stop_request.touch()
+        timeout_s = float(run.params["stop_timeout_s"])
+        report = session.wait_done(ctx.run_id, timeout_s)
+        session.copy_log(run.paths.log)  # before the release: the next run appends to it
+        if report is None:
+            log.warning("the Spark session did not finish the run in %.0f s: killing it",
+                        timeout_s)
+            session.kill()
+        else:
+            if report.get("code") != 0:
+                log.warning("the Spark session reports the run failed: %s", report)
+            session.release()
+        run.session = None
