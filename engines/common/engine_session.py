@@ -133,13 +133,14 @@ class EngineSession:
     def poll(self) -> int | None:
         if self._proc is not None:
             return self._proc.poll()
+        _reap(self.pid)
         return None if pid_alive(self.pid) else -1
 
     def wait(self, timeout: float | None = None) -> int:
         if self._proc is not None:
             return self._proc.wait(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while pid_alive(self.pid):
+        while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(f"engine session {self.pid}", timeout or 0)
             time.sleep(0.05)
@@ -192,6 +193,16 @@ class EngineSession:
         (self.dir / SERVER_FILE).unlink(missing_ok=True)
         self.release()
         return killed
+
+
+def _reap(pid: int) -> None:
+    """Reap ``pid`` if it is an exited child of this process: a server started by an
+    earlier run in the same process (tests) and reused by a later handle; its zombie
+    would keep its process group alive (``kill_process_group`` waits for the group)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _killpg(pid: int) -> list[int]:
