@@ -49,7 +49,7 @@ def _job_dict(**override: Any) -> dict[str, Any]:
         "checkpoint_interval_ms": 5000, "state_backend": "hashmap",
         "delivery_guarantee": "at-least-once", "jobmanager_address": None, "rest_port": 8081,
         "metrics_interval_ms": 1000, "checkpoint_dir": "/tmp/cp", "not_json_dead_letters": True,
-        "warmup_topic": None, "flink_options": {},
+        "warmup_topic": None, "flink_options": {}, "session_warmup_topic": None,
     }
     return base | override
 
@@ -261,6 +261,30 @@ def _read_raw_topic(bootstrap: str, topic: str) -> list[bytes]:
         consumer.close()
 
 
+def _assert_windows_match_truth(out: Path, final_wm: int) -> None:
+    """Every emitted window equals the truth minus the reported late events; every window
+    up to the final watermark is emitted, none after it."""
+    key = ["campaign_id", "window_start_ms"]
+    results = pd.read_csv(out / "results.csv")
+    assert not results.duplicated(key).any()  # window TVF: one record per window
+    assert (results["result_time_ms"] <= results["append_time_ms"]).all()
+    truth = pd.read_csv(out / "generator" / "truth.csv")
+    dropped = [f"{column}_dropped" for column in ("views", "clicks", "purchases")]
+    late = pd.read_csv(out / "metrics" / "late.csv")[key + dropped].astype("int64")
+    expected = truth.merge(late, on=key, how="left").fillna(0)
+    for column in ("views", "clicks", "purchases"):
+        expected[column] -= expected[f"{column}_dropped"]
+    expected = expected[expected[["views", "clicks", "purchases"]].sum(axis=1) > 0]
+    fired = expected[expected["window_start_ms"] + contract.WINDOW_MS - 1 <= final_wm]
+    assert (results["window_end_ms"] - 1 <= final_wm).all()
+    merged = fired.merge(results, on=key, how="outer", suffixes=("_truth", ""),
+                         indicator=True)
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
+    assert (merged["views"] == merged["views_truth"]).all()
+    assert (merged["clicks"] == merged["clicks_truth"]).all()
+    assert len(merged) >= 10  # at least one complete window of every campaign
+
+
 @pytest.mark.timeout(420)
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars: "
                     "run `bash env/setup.sh flink`")
@@ -279,7 +303,7 @@ def test_flink_run_matches_truth_minus_late_events(services: Any, tmp_path: Path
     })
     # No JIT warm-up (its SQL is checked above): it adds ~20-40 s of start-up here.
     params = {"watermark_delay_ms": 500, "parallelism": 1, "checkpoint_interval_ms": 1000,
-              "keep_topics": True, "warmup_events": 0}
+              "keep_topics": True, "warmup_events": 0, "session": {"reuse": False}}
     run_id = f"t-flink-{uuid.uuid4().hex[:6]}"
     spec = make_spec(config, "flink", "constant", 2000, params=params, run_id=run_id,
                      duration_s=20)
@@ -309,27 +333,12 @@ def test_flink_run_matches_truth_minus_late_events(services: Any, tmp_path: Path
         assert record["min_insertion_ms"] <= record["max_insertion_ms"] <= record["result_time_ms"]
 
     # Windows: truth minus the reported late events, every window up to the watermark.
-    key = ["campaign_id", "window_start_ms"]
     results = pd.read_csv(out / "results.csv")
     assert len(results) == len(raw_output)
-    assert not results.duplicated(key).any()  # window TVF: one record per window
-    assert (results["result_time_ms"] <= results["append_time_ms"]).all()
-    truth = pd.read_csv(out / "generator" / "truth.csv")
     late = pd.read_csv(out / "metrics" / "late.csv")
     assert late["views_dropped"].sum() + late["clicks_dropped"].sum() > 0, (
         "the disorder must make events late")
-    expected = truth.merge(late, on=key, how="left").fillna(0)
-    for column in ("views", "clicks", "purchases"):
-        expected[column] -= expected[f"{column}_dropped"]
-    expected = expected[expected[["views", "clicks", "purchases"]].sum(axis=1) > 0]
-    fired = expected[expected["window_start_ms"] + contract.WINDOW_MS - 1 <= final_wm]
-    assert (results["window_end_ms"] - 1 <= final_wm).all()
-    merged = fired.merge(results, on=key, how="outer", suffixes=("_truth", ""),
-                         indicator=True)
-    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
-    assert (merged["views"] == merged["views_truth"]).all()
-    assert (merged["clicks"] == merged["clicks_truth"]).all()
-    assert len(merged) >= 10  # at least one complete window of every campaign
+    _assert_windows_match_truth(out, final_wm)
 
     # Malformed input: set aside with its reason; the job kept going past it.
     rejects = pd.read_csv(out / "rejects.csv").set_index("reason")["count"].to_dict()
@@ -356,3 +365,109 @@ def test_flink_run_matches_truth_minus_late_events(services: Any, tmp_path: Path
     assert len(lag) and (lag["lag"] >= 0).all()
     resources = pd.read_csv(out / "metrics" / "resources.csv")
     assert (resources["name"] == "java").any()  # the Flink JVM was sampled
+
+
+# ------------------------------------------------------------------ engine sessions
+def _session_config(services: Any, **overrides: Any) -> dict[str, Any]:
+    return load_config(overrides={
+        "services": {"postgres": {"dsn": services.pg_dsn},
+                     "kafka": {"bootstrap_servers": services.kafka_bootstrap}},
+        "run": {"drain_timeout_s": 120}, **overrides,
+    })
+
+
+def _session_params(**params: Any) -> dict[str, Any]:
+    # A key of their own (idle_timeout_s): the tests' first runs start fresh sessions.
+    return {"warmup_events": 10_000, "parallelism": 1, "checkpoint_interval_ms": 1000,
+            "session": {"reuse": True, "idle_timeout_s": 321, "warmup_events": 10_000}} | params
+
+
+def _ready(out: Path) -> dict[str, Any]:
+    return json.loads((out / "flink" / "ready.json").read_text())
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
+def test_two_runs_share_one_session_with_their_own_job_settings(
+    services: Any, tmp_path: Path
+) -> None:
+    from engines.common.engine_session import pid_alive
+    from sdsbench.experiments import make_spec
+    from sdsbench.runner import execute_run
+
+    config = _session_config(services)
+    outs = []
+    # The second run changes what is set per job (parallelism, checkpoint interval, REST
+    # port, an extra Flink option): read back from its own mini-cluster.
+    for n, params in enumerate([
+        _session_params(),
+        _session_params(parallelism=2, checkpoint_interval_ms=2000,
+                        flink_options={"execution.checkpointing.timeout": "77 s"}),
+    ]):
+        run_id = f"t-flink-session{n}-{uuid.uuid4().hex[:6]}"
+        spec = make_spec(config, "flink", "constant", 2000, params=params, run_id=run_id,
+                         duration_s=10)
+        outs.append(execute_run(config, spec, tmp_path / run_id))
+    first, second = (_ready(out)["session"] for out in outs)
+    assert not first["reused"] and first["runs_served_before"] == 0
+    assert first["session_warmup_s"] is not None and first["warmup_s"] is not None
+    assert second["reused"] and second["runs_served_before"] == 1
+    assert second["server_pid"] == first["server_pid"] and second["key"] == first["key"]
+    assert second["session_warmup_s"] is None and second["warmup_s"] is not None
+    assert pid_alive(second["server_pid"])  # idle again, waiting for the next run
+    assert _ready(outs[0])["rest_url"] != _ready(outs[1])["rest_url"]
+
+    for out, parallelism, interval, timeout in ((outs[0], 1, 1000, 600_000),
+                                                (outs[1], 2, 2000, 77_000)):
+        summary = json.loads((out / "metrics" / "flink_summary.json").read_text())
+        assert summary["drained"] and summary["session"]["key"] == first["key"], summary
+        _assert_windows_match_truth(out, summary["final_watermark_ms"])
+        plan = json.loads((out / "flink" / "job_plan.json").read_text())
+        assert {node["parallelism"] for node in plan["plan"]["nodes"]} == {parallelism}
+        checkpoints = json.loads((out / "flink" / "job_checkpoint_config.json").read_text())
+        assert checkpoints["interval"] == interval and checkpoints["timeout"] == timeout
+        execution = json.loads((out / "flink" / "job_execution_config.json").read_text())
+        assert execution["execution-config"]["job-parallelism"] == parallelism
+        # The run's part of the session's logs, and only that part.
+        job_log = (out / "flink" / "job.log").read_text()
+        assert f"run {out.name}" in job_log
+        assert all(f"run {other.name}" not in job_log for other in outs if other != out)
+        assert any(p.stat().st_size for p in (out / "flink" / "logs").iterdir())
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
+def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
+    services: Any, tmp_path: Path
+) -> None:
+    from engines.common.engine_session import pid_alive
+    from sdsbench.experiments import make_spec
+    from sdsbench.runner import execute_run
+
+    fault = {"kind": "kill_sut", "at_s": 8}
+    blocks = [{"pipelines": ["flink"], "processes": ["constant"], "rates_eps": [2000],
+               "injections": [fault]}]
+    config = _session_config(
+        services, experiments={"faults": {"duration_s": 20, "blocks": blocks}})
+    params = _session_params(delivery_guarantee="exactly-once", checkpoint_interval_ms=2000,
+                             session={"reuse": True, "idle_timeout_s": 322,
+                                      "warmup_events": 10_000})
+    spec = make_spec(config, "flink", "constant", 2000, params=params,
+                     run_id=f"t-flink-kill-{uuid.uuid4().hex[:6]}-fault", duration_s=20)
+    spec["fault"] = fault
+    killed_out = execute_run(config, spec, tmp_path / spec["run_id"])
+    # The restart renamed the session's ready.json (ready-0.json).
+    session = json.loads((killed_out / "flink" / "ready-0.json").read_text())["session"]
+    record = json.loads((killed_out / "metrics" / "faults.json").read_text())
+    killed = next(e for e in record["events"] if e["step"] == "killed")
+    assert session["server_pid"] in killed["pids"] and not pid_alive(session["server_pid"])
+    assert any(e["step"] == "restarted" for e in record["events"])
+    assert "session" not in _ready(killed_out)  # the restart is a private job process
+    summary = json.loads((killed_out / "metrics" / "flink_summary.json").read_text())
+    assert summary["drained"], summary
+    _assert_windows_match_truth(killed_out, summary["final_watermark_ms"])
+
+    spec = make_spec(config, "flink", "constant", 2000, params=params,
+                     run_id=f"t-flink-after-kill-{uuid.uuid4().hex[:6]}", duration_s=10)
+    after = _ready(execute_run(config, spec, tmp_path / spec["run_id"]))["session"]
+    assert not after["reused"] and after["server_pid"] != session["server_pid"]

@@ -76,6 +76,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -147,6 +148,9 @@ class JobConfig:
     not_json_dead_letters: bool  # read the topic a second time, as text (see module doc)
     warmup_topic: str | None  # synthetic events to run the plan over first; None: no warm-up
     flink_options: dict[str, str] = field(default_factory=dict)  # extra Flink settings
+    # Engine sessions: synthetic events a fresh session runs once before this run's own
+    # warm-up (set by the driver only for the first run of a session); None: none.
+    session_warmup_topic: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobConfig:
@@ -155,7 +159,7 @@ class JobConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"flink job config: unknown keys {unknown}")
-        missing = sorted(known - set(data) - {"flink_options"})
+        missing = sorted(known - set(data) - {"flink_options", "session_warmup_topic"})
         if missing:
             raise ValueError(f"flink job config: missing keys {missing}")
         for key in ("campaigns", "ads_per_campaign", "parallelism", "watermark_interval_ms",
@@ -663,12 +667,15 @@ def blackhole(sink_statement: str) -> str:
     return sink_statement.split(" WITH (")[0] + " WITH ('connector' = 'blackhole')"
 
 
-def warmup_config(cfg: JobConfig) -> JobConfig:
-    """The job's config for the warm-up run over ``cfg.warmup_topic``."""
-    if cfg.warmup_topic is None:
+def warmup_config(cfg: JobConfig, session: bool = False) -> JobConfig:
+    """The job's config for the warm-up run over ``cfg.warmup_topic`` (``session``: over
+    ``cfg.session_warmup_topic``, the once-per-session warm-up)."""
+    topic = cfg.session_warmup_topic if session else cfg.warmup_topic
+    if topic is None:
         raise ValueError("no warm-up topic")
-    return replace(cfg, input_topic=cfg.warmup_topic, group_id=cfg.group_id + "-warmup",
-                   run_id=cfg.run_id + "-warmup")
+    suffix = "-session-warmup" if session else "-warmup"
+    return replace(cfg, input_topic=topic, group_id=cfg.group_id + suffix,
+                   run_id=cfg.run_id + suffix)
 
 
 def insert_statements(cfg: JobConfig) -> list[str]:
@@ -745,12 +752,15 @@ def build(t_env: TableEnvironment, cfg: JobConfig, warmup: bool = False) -> Stat
 
 # ------------------------------------------------------------------ main
 class _StopFlag:
-    def __init__(self) -> None:
+    def __init__(self, server: Any = None) -> None:
         self.stop = False
+        self.server = server  # engine session: a signal also ends the server loop
 
     def __call__(self, signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping", signum)
         self.stop = True
+        if self.server is not None:
+            self.server.stop_requested = True
 
 
 def load_job_config(path: Path) -> JobConfig:
@@ -764,29 +774,35 @@ def load_job_config(path: Path) -> JobConfig:
     return JobConfig.from_dict(data)
 
 
-def warm_up(cfg: JobConfig) -> None:
+def warm_up(cfg: JobConfig, session: bool = False) -> float:
     """Run the job's plan once over the warm-up topic (bounded, into blackhole sinks), in
     the same JVM, before the real job: the Kafka client, JSON parsing and the window
     operators are JIT-compiled before the first measured event arrives. Without it the
     job needs ~10 s at 20k events/s to reach speed, and the first windows' latency
-    measures the JIT, not the engine."""
-    warm = warmup_config(cfg)
+    measures the JIT, not the engine. Returns the seconds it took."""
+    warm = warmup_config(cfg, session)
     t0 = time.monotonic()
     build(create_environment(warm, checkpointing=False), warm, warmup=True).execute().wait()
-    log.info("warm-up over %s took %.1f s", warm.input_topic, time.monotonic() - t0)
+    took = time.monotonic() - t0
+    log.info("warm-up over %s took %.1f s", warm.input_topic, took)
+    return took
 
 
-def run(cfg: JobConfig, paths: JobPaths, poll_s: float = 0.5) -> int:
-    """Submit the job, report it ready, keep it running until a stop request."""
+TERMINAL_STATES = ("FAILED", "CANCELED", "FINISHED")
+
+
+def submit_and_serve(cfg: JobConfig, paths: JobPaths, flag: _StopFlag, poll_s: float = 0.5,
+                     ready_extra: dict[str, Any] | None = None) -> int:
+    """Submit the job, report it ready, keep it running until a stop request (STOP file
+    or signal), then cancel it and wait until it ended (its mini-cluster with it). The
+    part of a run that one-shot and session mode share."""
     import pyflink
 
-    flag = _StopFlag()
-    signal.signal(signal.SIGTERM, flag)
-    signal.signal(signal.SIGINT, flag)
-    if cfg.warmup_topic is not None:
-        warm_up(cfg)
     t_env = create_environment(cfg)
     statements = build(t_env, cfg)
+    if paths.stop_request.exists() or flag.stop:
+        log.info("stop requested before the job was submitted")
+        return 1
     result = statements.execute()
     client = result.get_job_client()
     job_id = str(client.get_job_id())
@@ -796,24 +812,131 @@ def run(cfg: JobConfig, paths: JobPaths, poll_s: float = 0.5) -> int:
         "rest_url": cfg.rest_url,
         "flink_version": getattr(pyflink, "__version__", None) or _pyflink_version(),
         "settings": flink_settings(cfg),
+        **(ready_extra or {}),
     })
     log.info("job %s submitted; REST at %s", job_id, cfg.rest_url)
     code = 0
     while not flag.stop and not paths.stop_request.exists():
         status = str(client.get_job_status().result())
-        if status in ("FAILED", "CANCELED", "FINISHED"):
+        if status in TERMINAL_STATES:
             log.error("job %s ended with status %s (see the Flink log in %s)", job_id, status,
                       paths.log_dir)
-            code = 1 if status != "FINISHED" else 0
-            break
+            return 1 if status != "FINISHED" else 0
         time.sleep(poll_s)
-    else:
-        log.info("cancelling job %s", job_id)
+    log.info("cancelling job %s", job_id)
+    try:
+        client.cancel().result()
+    except Exception as exc:  # noqa: BLE001 - the job may have ended meanwhile
+        log.warning("cancel: %s", exc)
+    # Wait for the end: a session's next job must not share the JVM with this one.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         try:
-            client.cancel().result()
-        except Exception as exc:  # noqa: BLE001 - the job may have ended meanwhile
-            log.warning("cancel: %s", exc)
+            if str(client.get_job_status().result()) in TERMINAL_STATES:
+                break
+        except Exception:  # noqa: BLE001 - the mini-cluster is gone: the job is too
+            break
+        time.sleep(0.2)
+    else:
+        log.warning("job %s not ended 30 s after cancel", job_id)
+        code = 1
     return code
+
+
+def run(cfg: JobConfig, paths: JobPaths, poll_s: float = 0.5) -> int:
+    """One-shot: warm up, submit the job, report it ready, run until a stop request."""
+    flag = _StopFlag()
+    signal.signal(signal.SIGTERM, flag)
+    signal.signal(signal.SIGINT, flag)
+    if cfg.warmup_topic is not None:
+        warm_up(cfg)
+    return submit_and_serve(cfg, paths, flag, poll_s)
+
+
+# ------------------------------------------------------------------ engine session
+SESSION_LOG_DIR = "flink-logs"  # the session JVM's log4j files, in the session directory
+
+
+def _log_sizes(log_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in log_dir.glob("*") if p.is_file()}
+
+
+def copy_new_logs(log_dir: Path, sizes_before: dict[str, int], dest: Path) -> None:
+    """Copy what the session JVM logged since ``sizes_before`` into the run's log dir
+    (same file names as a one-shot run's ``flink/logs``)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, size in _log_sizes(log_dir).items():
+        start = sizes_before.get(name, 0)
+        if size < start:
+            start = 0  # rolled over
+        if size > start:
+            with (log_dir / name).open("rb") as src, (dest / name).open("ab") as out:
+                src.seek(start)
+                out.write(src.read(size - start))
+
+
+def serve(session_dir: Path, poll_s: float = 0.5) -> int:
+    """Session mode: one gateway JVM serves runs one at a time (see the driver's doc).
+    Each run: its config from the request, the session warm-up (first run of the session
+    only), its own warm-up, submit, ready.json, STOP -> cancel; then the JVM is
+    garbage-collected and the server waits for the next run. A failed run is reported in
+    done/<run>.json and the server goes on."""
+    import gc
+
+    from pyflink.java_gateway import get_gateway
+
+    from engines.common.engine_session import SessionServer
+
+    settings = json.loads((session_dir / "settings.json").read_text())["settings"]
+    log_dir = session_dir / SESSION_LOG_DIR
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # Read by pyflink_gateway_server when it starts the JVM (below): fixed for the session.
+    os.environ["FLINK_LOG_DIR"] = str(log_dir)
+    server = SessionServer(session_dir, float(settings["idle_timeout_s"]))
+    flag = _StopFlag(server)
+    signal.signal(signal.SIGTERM, flag)
+    signal.signal(signal.SIGINT, flag)
+    gateway = get_gateway()  # starts the JVM now: the first run does not pay it twice
+    jvm_pid = int(gateway.jvm.ProcessHandle.current().pid())
+    key = session_dir.name.split("-", 1)[-1]
+    server.announce(engine="flink", key=key, jvm_pid=jvm_pid, settings=settings,
+                    flink_version=_pyflink_version())
+    log.info("Flink session %s ready (JVM pid %d)", key, jvm_pid)
+    session_warmup_s: float | None = None
+    for request in server.requests():
+        log.info("run %s: %s", request.run_id, request.config)
+        paths = JobPaths(request.run_dir)
+        sizes = _log_sizes(log_dir)
+        served_before = server.runs_served
+        code = 1
+        try:
+            paths.flink_dir.mkdir(parents=True, exist_ok=True)
+            cfg = load_job_config(request.config)
+            if cfg.session_warmup_topic is not None and session_warmup_s is None:
+                session_warmup_s = round(warm_up(cfg, session=True), 3)
+            warmup_s = round(warm_up(cfg), 3) if cfg.warmup_topic is not None else None
+            code = submit_and_serve(cfg, paths, flag, poll_s, ready_extra={"session": {
+                "key": key, "reused": served_before > 0, "runs_served_before": served_before,
+                "server_pid": os.getpid(), "jvm_pid": jvm_pid,
+                "session_warmup_s": session_warmup_s if served_before == 0 else None,
+                "warmup_s": warmup_s}})
+        except Exception:  # noqa: BLE001 - a failed run must not end the session
+            log.exception("run %s failed", request.run_id)
+        finally:
+            # Nothing of the run stays referenced: its environment's Java objects are
+            # released (py4j finalizers), then a full GC before the next run.
+            gc.collect()
+            try:
+                gateway.jvm.System.gc()
+            except Exception as exc:  # noqa: BLE001 - the JVM is gone: the loop ends below
+                log.error("JVM unreachable after run %s: %s", request.run_id, exc)
+                server.stop_requested = True
+            copy_new_logs(log_dir, sizes, paths.log_dir)
+        server.finished(request, code)
+        if not server.stop_requested:
+            flag.stop = False  # a STOP of this run, not of the server
+    log.info("Flink session %s exits after %d runs", key, server.runs_served)
+    return 0
 
 
 def _pyflink_version() -> str | None:
@@ -828,10 +951,18 @@ def _pyflink_version() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="job config (JSON or YAML)")
-    parser.add_argument("--run-dir", type=Path, required=True, help="the run directory")
+    parser.add_argument("--run-dir", type=Path, help="the run directory (one-shot mode)")
+    parser.add_argument("--session-dir", type=Path,
+                        help="serve runs as an engine session (engines.common.engine_session)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.session_dir is not None:
+        # --config is the first run's: only checked here; each run brings its own.
+        load_job_config(args.config)
+        return serve(args.session_dir)
+    if args.run_dir is None:
+        parser.error("--run-dir or --session-dir is required")
     cfg = load_job_config(args.config)
     paths = JobPaths(args.run_dir)
     paths.flink_dir.mkdir(parents=True, exist_ok=True)

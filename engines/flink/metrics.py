@@ -77,6 +77,31 @@ class FlinkRest:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise RestError(f"GET {self.url}{path}: {exc}") from exc
 
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"},
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise RestError(f"POST {self.url}{path}: {exc}") from exc
+
+    def trigger_checkpoint(self, job_id: str) -> str:
+        """Ask for a checkpoint now (Flink >= 1.19: ``POST /jobs/:jobid/checkpoints``);
+        the trigger id to follow it with ``checkpoint_trigger_status``."""
+        return str(self.post(f"/jobs/{job_id}/checkpoints",
+                             {"checkpointType": "CONFIGURED"})["request-id"])
+
+    def checkpoint_trigger_status(self, job_id: str, trigger_id: str) -> str:
+        """IN_PROGRESS, COMPLETED or FAILED (completed, but without a checkpoint id: the
+        checkpoint was declined or expired)."""
+        answer = self.get(f"/jobs/{job_id}/checkpoints/{trigger_id}")
+        if answer.get("status", {}).get("id") != "COMPLETED":
+            return "IN_PROGRESS"
+        operation = answer.get("operation") or {}
+        return "COMPLETED" if operation.get("checkpointId") is not None else "FAILED"
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self.get(f"/jobs/{job_id}")
 

@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines.common.engine_session import EngineSession, open_session, sessions_root
 from engines.flink.ctr_job import REJECT_COLUMNS, JobConfig, JobPaths, late_topic
 from engines.flink.metrics import FlinkRest, RestError, RestSampler, write_csv_atomic
 from sdsbench import contract
@@ -86,7 +87,8 @@ PARAM_KEYS = (
     "parallelism", "watermark_delay_ms", "idle_timeout_ms", "allowed_lateness_ms",
     "watermark_interval_ms", "checkpoint_interval_ms", "state_backend", "delivery_guarantee",
     "heap_mb", "not_json_dead_letters", "jobmanager_address", "metrics_interval_ms",
-    "startup_timeout_s", "stop_timeout_s", "keep_topics", "warmup_events", "flink_options",
+    "startup_timeout_s", "stop_timeout_s", "keep_topics", "warmup_events", "session",
+    "flink_options",
 )
 # Same columns and vocabulary as A3's metrics/late.csv (policy drop | update).
 LATE_COLUMNS = (
@@ -123,6 +125,25 @@ def group_id(run_id: str) -> str:
 
 def warmup_topic(run_id: str) -> str:
     return f"flink-warmup-{run_id}"
+
+
+def session_warmup_topic(run_id: str) -> str:
+    return f"flink-session-warmup-{run_id}"
+
+
+def session_settings(params: dict[str, Any], jars: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """What is fixed when the gateway JVM starts: the session key (engine_session). The
+    rest (parallelism, checkpointing, state backend, REST port, flink_options) is set per
+    job on the job's own mini-cluster."""
+    return {"heap_mb": int(params["heap_mb"]), "jvm_args": jvm_args(int(params["heap_mb"])),
+            "python": str(flink_python()), "jars": sorted(str(j) for j in jars),
+            "idle_timeout_s": float(params["session"]["idle_timeout_s"]),
+            "session_warmup_events": int(params["session"]["warmup_events"])}
+
+
+def use_session(params: dict[str, Any]) -> bool:
+    """Runs share a session unless turned off or the job goes to a remote cluster."""
+    return bool(params["session"]["reuse"]) and not params["jobmanager_address"]
 
 
 def job_config(run_id: str, bootstrap: str, params: dict[str, Any], workload: dict[str, Any],
@@ -374,6 +395,52 @@ def reached(done: dict[int, int], target: dict[int, int]) -> bool:
     return all(done.get(p, 0) >= offset for p, offset in target.items())
 
 
+class CheckpointTrigger:
+    """Checkpoints on demand through the REST API, one at a time: ``request`` triggers one
+    unless one is in flight, and answers the state of the last (None before the first).
+    A job manager that refuses (a Flink without the endpoint) leaves the periodic
+    checkpoints to do the work: ``request`` then always answers None."""
+
+    MIN_GAP_S = 0.5  # between two triggers: a failed one is retried, not hammered
+
+    def __init__(self, rest: FlinkRest | None, job_id: str | None) -> None:
+        self.rest, self.job_id = rest, job_id
+        self.trigger_id: str | None = None
+        self.state: str | None = None
+        self.triggered = 0
+        self.disabled = rest is None
+        self._last = 0.0
+
+    def reset(self) -> None:
+        """Forget the last checkpoint: the next ``request`` triggers a new one."""
+        self.trigger_id = self.state = None
+
+    def request(self) -> str | None:
+        if self.disabled or self.job_id is None:
+            return None
+        try:
+            if self.trigger_id is not None and self.state == "IN_PROGRESS":
+                self.state = self.rest.checkpoint_trigger_status(self.job_id, self.trigger_id)
+                return self.state
+            if self.state == "COMPLETED" and self.trigger_id is not None:
+                # Completed but the caller still waits (e.g. the commit after it had not
+                # arrived yet, or it covered too little): another one after a short gap.
+                if time.monotonic() - self._last < 2 * self.MIN_GAP_S:
+                    return self.state
+            elif time.monotonic() - self._last < self.MIN_GAP_S:
+                return self.state
+            self.trigger_id = self.rest.trigger_checkpoint(self.job_id)
+            self.state = "IN_PROGRESS"
+            self.triggered += 1
+            self._last = time.monotonic()
+        except RestError as exc:
+            log.warning("cannot trigger checkpoints through the REST API (%s): waiting for "
+                        "the periodic ones", exc)
+            self.disabled = True
+            return None
+        return self.state
+
+
 @dataclass
 class FlinkRun:
     """Pipeline-private state of one run (kept in ``ctx.extra["flink"]``)."""
@@ -392,6 +459,7 @@ class FlinkRun:
     drain: dict[str, Any] = field(default_factory=dict)
     source_vertex: str | None = None
     restarts: int = 0  # fault runs: times the job was killed and started again
+    session: EngineSession | None = None  # the engine session serving the run, if any
 
 
 class Pipeline:
@@ -425,33 +493,43 @@ class Pipeline:
         log.info("starting the Flink job (parallelism %d, %s)", run.job.parallelism,
                  run.job.jobmanager_address or "local mini-cluster")
         run.rest = FlinkRest(run.job.rest_url)
-        run.startup_s = self._launch(ctx, run, run.paths.job_config)
+        run.startup_s = self._launch(ctx, run, run.paths.job_config,
+                                     in_session=use_session(run.params))
         log.info("Flink job %s running after %.1f s", run.job_id, run.startup_s)
         run.sampler = RestSampler(run.rest, run.job_id, ctx.run_dir / "metrics",
                                   float(run.params["metrics_interval_ms"]) / 1000)
         run.sampler.start()
         self._start_lag_sampler(ctx, run)
 
-    def _launch(self, ctx: Any, run: FlinkRun, job_config: Path) -> float:
-        """Start the job process with ``job_config``; wait until Flink's REST API shows
-        every vertex RUNNING (sets ``run.job_id``, ``run.ready``); the seconds it took."""
+    def _launch(self, ctx: Any, run: FlinkRun, job_config: Path, in_session: bool = False) -> float:
+        """Run the job with ``job_config`` (``in_session``: in the engine session, else in
+        a private job process); wait until Flink's REST API shows every vertex RUNNING
+        (sets ``run.job_id``, ``run.ready``); the seconds it took."""
         paths = run.paths
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         env["JVM_ARGS"] = jvm_args(int(run.params["heap_mb"]))
-        env["FLINK_LOG_DIR"] = str(paths.log_dir)
+        env["FLINK_LOG_DIR"] = str(paths.log_dir)  # a session's server sets its own
         paths.log_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [str(flink_python()), "-m", "engines.flink.ctr_job",
-               "--config", str(job_config), "--run-dir", str(paths.run_dir)]
+        cmd = [str(flink_python()), "-m", "engines.flink.ctr_job", "--config", str(job_config)]
         t0 = time.monotonic()
         run.job_id = None
-        with paths.log.open("ab") as out:
-            # Own session: stop() can signal the job and its JVM together.
-            run.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
-        ctx.processes.append(run.proc)
+        session = self._open_session(ctx, run, cmd, env) if in_session else None
+        if session is not None:
+            if not session.reused and int(run.params["session"]["warmup_events"]) > 0:
+                self._add_session_warmup(ctx, run, job_config)
+            session.submit(ctx.run_id, job_config, paths.run_dir)
+            run.session = run.proc = session
+            ctx.processes.append(session)
+        else:
+            with paths.log.open("ab") as out:
+                # Own session: stop() can signal the job and its JVM together.
+                proc = subprocess.Popen([*cmd, "--run-dir", str(paths.run_dir)], cwd=REPO_ROOT,
+                                        env=env, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            run.proc = proc
+            ctx.processes.append(proc)
         deadline = t0 + float(run.params["startup_timeout_s"])
         while True:
             self._check_alive(run, "while starting")
@@ -466,6 +544,37 @@ class Pipeline:
             time.sleep(0.2)
         return round(time.monotonic() - t0, 3)
 
+    def _open_session(self, ctx: Any, run: FlinkRun, cmd: list[str],
+                      env: dict[str, str]) -> EngineSession | None:
+        """The engine session for the run (started if there is none); None: a private
+        job process runs it (the session is busy, or could not start)."""
+        from sdsbench.runner import SERVICES_STATE_DIR
+
+        root = sessions_root(getattr(ctx.services, "state_dir", "") or SERVICES_STATE_DIR)
+        try:
+            session = open_session("flink", session_settings(run.params, run.job.jars), cmd,
+                                   env, root, float(run.params["startup_timeout_s"]))
+        except RuntimeError as exc:
+            log.warning("no Flink session (%s): a private job process runs this run", exc)
+            return None
+        if session is None:
+            log.info("the Flink session is busy: a private job process runs this run")
+        return session
+
+    def _add_session_warmup(self, ctx: Any, run: FlinkRun, job_config: Path) -> None:
+        """A fresh session's first run also carries the session warm-up: its events, in
+        a topic of their own (deleted in stop())."""
+        from sdsbench.services.kafka import create_topic
+
+        topic = session_warmup_topic(ctx.run_id)
+        partitions = int(ctx.config["services"]["kafka"]["partitions"])
+        create_topic(ctx.services.kafka_bootstrap, topic, partitions)
+        fill_warmup_topic(ctx.services.kafka_bootstrap, topic,
+                          int(run.params["session"]["warmup_events"]),
+                          contract.ad_catalog(run.job.campaigns, run.job.ads_per_campaign))
+        run.job = dataclasses.replace(run.job, session_warmup_topic=topic)
+        write_json_atomic(job_config, run.job.to_dict())
+
     # ------------------------------------------------------------------- faults
     def kill(self, ctx: Any) -> dict[str, Any]:
         """Fault runs (sdsbench.faults): SIGKILL the job's whole process group: the PyFlink
@@ -474,6 +583,13 @@ class Pipeline:
         from sdsbench.faults import kill_process_group
 
         run: FlinkRun = ctx.extra["flink"]
+        if run.session is not None:
+            # The whole session goes (its JVM hosts the job); the next run starts a new one.
+            session, run.session = run.session, None
+            pids = session.kill()
+            session.copy_log(run.paths.log)
+            return {"killed": "flink engine session (python + mini-cluster JVM)",
+                    "job_id": run.job_id, "pids": pids, "session": session.key}
         return {"killed": "flink job (python + mini-cluster JVM)", "job_id": run.job_id,
                 "pids": kill_process_group(run.proc)}
 
@@ -510,6 +626,15 @@ class Pipeline:
                 "pid": run.proc.pid, "startup_s": startup_s}
 
     def _check_alive(self, run: FlinkRun, when: str) -> None:
+        if run.session is not None:
+            report = run.session.done(run.job.run_id)  # before STOP: the run failed
+            if run.session.poll() is not None or report is not None:
+                tail = run.session.log_path.read_text(errors="replace")[-2000:]
+                what = (f"ended the run with code {report.get('code')}" if report
+                        else "exited")
+                raise RuntimeError(f"the Flink session {what} {when}; see "
+                                   f"{run.session.log_path}:\n{tail}")
+            return
         if run.proc is not None and run.proc.poll() is not None:
             tail = run.paths.log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"Flink job exited with code {run.proc.returncode} {when}; "
@@ -543,7 +668,10 @@ class Pipeline:
                 "marker_interval_ms": 0, "watermark_bound_ms": 0, "idle_partitions": []}
 
     def drain(self, ctx: Any, timeout_s: float) -> None:
-        """Wait until the job processed everything the generator sent (see module doc)."""
+        """Wait until the job processed everything the generator sent (see module doc).
+        Checkpoints are triggered through the REST API when the rule waits for one (the
+        source read the end offsets; the watermark is quiet) instead of waiting for the
+        next periodic one."""
         from sdsbench.measurement.lag import KafkaGroupCommitted
         from sdsbench.services.kafka import end_offsets
 
@@ -554,23 +682,37 @@ class Pipeline:
                                        if run.job.not_json_dead_letters else [])
         committed_fns = [KafkaGroupCommitted(bootstrap, g, run.job.input_topic) for g in groups]
         quiet_s = max(2.0, 3 * run.job.watermark_interval_ms / 1000)
+        trigger = CheckpointTrigger(run.rest, run.job_id)
         t0 = time.monotonic()
         deadline = t0 + timeout_s
-        caught_up_s = stable_ms = None
+        caught_up_s = stable_ms = read_ms = None
+        caught_up_by = None
         drained = False
         last_report = t0
         try:
             while True:
                 self._check_alive(run, "during the drain")
+                trigger.job_id = run.job_id  # a fault run may have restarted the job
                 now = time.monotonic()
                 if caught_up_s is None:
                     done = [fn() for fn in committed_fns]
                     if all(reached(d, target) for d in done):
-                        caught_up_s = now - t0
+                        caught_up_s, caught_up_by = now - t0, "committed offsets"
+                    elif read_ms is None and self._source_read(run, target):
+                        read_ms = time.time_ns() // 1_000_000
+                    if caught_up_s is None and read_ms is not None and (
+                            trigger.request() == "COMPLETED"
+                            or run.sampler.completed_checkpoint_after(read_ms)):
+                        # A checkpoint whose barrier followed the end offsets completed:
+                        # what the offset commit would say, without waiting for the
+                        # source's Kafka consumer to send it (up to its 10 s poll).
+                        caught_up_s, caught_up_by = now - t0, "checkpoint after the end offsets"
                 elif stable_ms is None:
                     if now - run.sampler.watermark_changed_at >= quiet_s:
                         stable_ms = time.time_ns() // 1_000_000
-                elif run.sampler.completed_checkpoint_after(stable_ms):
+                        trigger.reset()
+                elif trigger.request() == "COMPLETED" or \
+                        run.sampler.completed_checkpoint_after(stable_ms):
                     drained = True
                     break
                 if now > deadline:
@@ -585,7 +727,7 @@ class Pipeline:
                     else:
                         log.info("draining: waiting for the watermark and a checkpoint")
                     last_report = now
-                time.sleep(0.2)
+                time.sleep(0.1)
         finally:
             for fn in committed_fns:
                 fn.close()
@@ -593,10 +735,20 @@ class Pipeline:
             "drained": drained,
             "drain_s": round(time.monotonic() - t0, 3),
             "caught_up_s": None if caught_up_s is None else round(caught_up_s, 3),
+            "caught_up_by": caught_up_by,
+            "checkpoints_triggered": trigger.triggered,
             "input_end_offsets": target,
             "final_watermark_ms": run.sampler.watermark_ms,
         }
         self._stop_lag_sampler(run)
+
+    @staticmethod
+    def _source_read(run: FlinkRun, target: dict[int, int]) -> bool:
+        """True when the JSON source emitted every record up to ``target`` (REST)."""
+        try:
+            return reached(run.rest.consumed_offsets(run.job_id, run.source_vertex), target)
+        except RestError:
+            return False
 
     def _stop_lag_sampler(self, run: FlinkRun) -> None:
         if run.lag_sampler is not None:
@@ -649,6 +801,7 @@ class Pipeline:
             "jvm_args": jvm_args(int(run.params["heap_mb"])),
             "job_id": run.job_id,
             "startup_s": run.startup_s,
+            "session": run.ready.get("session"),  # None: a private job process
             **run.drain,
             "comparable_windows": "window_end_ms - 1 <= final_watermark_ms",
             "output_records": len(results),
@@ -698,10 +851,36 @@ class Pipeline:
     def _save_plan(self, run: FlinkRun) -> None:
         if run.rest is None or run.job_id is None:
             return
-        try:
-            write_json_atomic(run.paths.flink_dir / "job_plan.json", run.rest.plan(run.job_id))
-        except RestError as exc:
-            log.warning("could not save the job plan: %s", exc)
+        # What the job really ran with (a session's JVM serves many jobs: the per-job
+        # settings are read back from the job's own mini-cluster, not assumed).
+        for name, path in (("job_plan.json", "/plan"), ("job_execution_config.json", "/config"),
+                           ("job_checkpoint_config.json", "/checkpoints/config")):
+            try:
+                write_json_atomic(run.paths.flink_dir / name,
+                                  run.rest.get(f"/jobs/{run.job_id}{path}"))
+            except RestError as exc:
+                log.warning("could not save %s: %s", name, exc)
+
+    def _stop_session_run(self, run: FlinkRun) -> None:
+        """STOP -> the server cancels the job and goes idle (done/<run>.json). A session
+        that does not answer in time, or is still warming up (no job to cancel: it would
+        finish the warm-up first), is killed: the next run starts a new one. A healthy
+        session is never ended here."""
+        session = run.session
+        assert session is not None
+        report = None
+        if session.poll() is None:
+            run.paths.stop_request.touch()
+            if run.job_id is not None or session.done(run.job.run_id) is not None:
+                report = session.wait_done(run.job.run_id, float(run.params["stop_timeout_s"]))
+            if report is None:
+                log.warning("the Flink session did not end the run in %s s: killing it",
+                            run.params["stop_timeout_s"])
+                session.kill()
+        session.copy_log(run.paths.log)
+        session.release()
+        if report is not None and report.get("code") != 0:
+            log.warning("the Flink session ended the run with code %s", report.get("code"))
 
     def stop(self, ctx: Any) -> None:
         from sdsbench.services.kafka import delete_topics, terminate_pid
@@ -714,10 +893,12 @@ class Pipeline:
         if run.sampler is not None:
             run.sampler.stop()
             run.sampler = None
-        if run.proc is not None and run.proc.poll() is None and run.job_id is None:
+        if run.session is not None:
+            self._stop_session_run(run)
+        elif run.proc is not None and run.proc.poll() is None and run.job_id is None:
             # Still warming up or planning: nothing to cancel, nothing to keep.
             end_process_group(run.proc.pid)
-        if run.proc is not None and run.proc.poll() is None:
+        if run.session is None and run.proc is not None and run.proc.poll() is None:
             run.paths.stop_request.touch()
             try:
                 run.proc.wait(timeout=float(run.params["stop_timeout_s"]))
@@ -726,14 +907,16 @@ class Pipeline:
                             run.params["stop_timeout_s"])
                 terminate_pid(run.proc.pid, timeout=20)
                 run.proc.wait(timeout=10)
-        if run.proc is not None:
+        if run.proc is not None and run.session is None:
             # The gateway JVM may outlive a killed Python parent: end what is left of it.
             end_process_group(run.proc.pid)
+        run.session = None
         shutil.rmtree(run.paths.flink_dir / "checkpoints", ignore_errors=True)
         if not run.params["keep_topics"]:
             try:
                 delete_run_topics(ctx.services, ctx.run_id)
                 delete_topics(ctx.services.kafka_bootstrap,
-                              [t for t in (run.job.late_topic, run.job.warmup_topic) if t])
+                              [t for t in (run.job.late_topic, run.job.warmup_topic,
+                                           run.job.session_warmup_topic) if t])
             except Exception as exc:  # noqa: BLE001 - results are collected; do not fail the run
                 log.warning("could not delete the run's topics: %s", exc)
