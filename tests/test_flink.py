@@ -471,3 +471,32 @@ def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
                      run_id=f"t-flink-after-kill-{uuid.uuid4().hex[:6]}", duration_s=10)
     after = _ready(execute_run(config, spec, tmp_path / spec["run_id"]))["session"]
     assert not after["reused"] and after["server_pid"] != session["server_pid"]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
+def test_a_failed_run_leaves_the_session_serving(tmp_path: Path) -> None:
+    import os
+
+    from engines.common import engine_session as es
+    from engines.flink.pipeline import connector_jars, flink_python, jvm_args
+
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps(_job_dict(jars=connector_jars())))
+    env = dict(os.environ, PYTHONPATH=str(es.REPO_ROOT), JVM_ARGS=jvm_args(512))
+    cmd = [str(flink_python()), "-m", "engines.flink.ctr_job", "--config", str(first)]
+    session = es.open_session("flink", {"idle_timeout_s": 60, "test": "failed runs"}, cmd,
+                              env, es.sessions_root(None), 120)
+    assert session is not None and not session.reused
+    try:
+        for n in range(2):
+            bad = tmp_path / f"bad{n}.json"
+            bad.write_text(json.dumps(_job_dict(jars=connector_jars(), extra=1)))
+            session.submit(f"bad{n}", bad, tmp_path / f"bad{n}")
+            report = session.wait_done(f"bad{n}", 60)
+            assert report is not None and report["code"] == 1, report
+            assert report["runs_served"] == n + 1 and session.poll() is None
+            session.copy_log(tmp_path / f"bad{n}.log")
+            assert f"run bad{n} failed" in (tmp_path / f"bad{n}.log").read_text()
+    finally:
+        session.kill()

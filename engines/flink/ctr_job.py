@@ -69,6 +69,18 @@ Run as ``python -m engines.flink.ctr_job --config JOB.json --run-dir DIR`` (the 
 written by ``engines.flink.pipeline``: broker, topics, jars, the ``flink:`` settings; JSON
 or YAML). The job never times itself: the driver samples Flink's REST API
 (``engines.flink.metrics``) and the runner samples CPU and memory from outside.
+
+Session mode (``--config FIRST.json --session-dir D``; ``engines.common.engine_session``):
+one process and its gateway JVM serve runs one at a time, each with the config its request
+names. PyFlink's local mode runs every ``execute()`` on a MiniCluster of its own inside
+the gateway JVM, built from that TableEnvironment's configuration, so what the job sets
+(parallelism, checkpointing, state backend, REST port, ``flink_options``) is per run (the
+driver reads it back from the job's REST API: ``flink/job_*.json``); what the JVM fixes
+when it starts (heap, jars, the log directory) is the session's, and so its key. Per run:
+the session warm-up (first run only), the run's own warm-up, submit, ready.json (with a
+``session`` block: key, reused, runs served before), STOP -> cancel and wait for the end,
+the run's part of the JVM's log files copied to its ``flink/logs``, a full GC; a failed
+run is reported (done/<run>.json, code 1) and the server waits for the next one.
 """
 
 from __future__ import annotations
