@@ -69,8 +69,19 @@ CTR batch p95 fell from 1000 to 551 ms and from 2066 to 607 ms (median 335 -> 35
 t_h probes at 30000 and 50000 ev/s are to be re-run on a quiet machine. The set-aside
 after the run took 4.1-4.9 s for 400k records (outside the measured load).
 
-Run as ``python -m engines.spark.ctr_job --config JOB.json --run-dir DIR``; the JSON is
-written by ``engines.spark.pipeline`` (broker, topics, jars, the ``spark:`` settings).
+Run as ``python -m engines.spark.ctr_job --config JOB.json --run-dir DIR`` (one run, its
+own JVM), or as an engine-session server (``engines.common.engine_session``) with
+``--config FIRST_JOB.json --session-dir D``: one Spark session (driver JVM) serves runs
+one at a time, so the JVM start (~6 s) and the cold JIT are paid once per session, not
+per run. Shared between runs: the JVM and what fixes it (``session_settings``: master,
+driver memory, jars, extra_conf; the session key). Per run (``serve_run``, the same code
+as the one-shot job): shuffle partitions, the run's own warm-up (``warmup_events``, so
+each run starts with its plan compiled whatever ran before), listener, query, set-aside,
+STOP, final.json; afterwards everything of the run is stopped and removed and a full GC
+runs (``reset_session``). The first run of a session also runs ``session.warmup_events``
+once. A failed run is reported (code 1) and the server takes the next one; a session it
+cannot reset exits. The JSON is written by ``engines.spark.pipeline`` (broker, topics,
+jars, the ``spark:`` settings).
 The job never times itself: a StreamingQueryListener (``engines.spark.progress``) writes
 Spark's own per-batch numbers, the runner samples CPU and memory from outside.
 """

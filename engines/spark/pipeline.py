@@ -1,19 +1,30 @@
-"""The A4s PipelineDriver: runs ``engines.spark.ctr_job`` as a subprocess of ``.venv/spark``.
+"""The A4s PipelineDriver: runs ``engines.spark.ctr_job`` in ``.venv/spark``, in the Spark
+engine session (``spark.session.reuse``) or as a private job process.
 
     prepare  per-run topics (input, output with LogAppendTime, dead letters) + job config
-    start    the job process (its own session/process group); wait until the CTR query
-             ran a first batch; start sampling consumer lag
+    start    hand the run to the engine session whose JVM-level settings match (started
+             by the first run that needs it; ``engines.common.engine_session``), or, with
+             ``session.reuse: false`` or when the session is busy, start a private job
+             process (its own process group); wait until the CTR query ran a first batch
+             (each run runs its own warm-up either way); start sampling consumer lag
     drain    wait until the CTR query consumed the input topic's end offsets and has been
              quiet (no batch) for a while, so the no-data batch that applies the final
              watermark has run
     collect  results.csv (output topic); asks the job to set the rejected records aside
              (one batch pass over the input topic -> dead-letter topic, outside the
-             measured load) and waits for it; rejects.csv (dead letters per reason, the
-             shared format; each record in spark/dead_letters.csv), metrics/watermark.csv,
-             the late-event audit (metrics/late.csv, metrics/spark_batches.csv),
-             metrics/spark_summary.json
-    stop     ask the job to stop (stop file, then SIGTERM, then SIGKILL to its group),
-             delete the run's topics
+             measured load; skipped when the streaming query observed no reject and the
+             job never restarted) and meanwhile runs the late-event audit
+             (metrics/late.csv, metrics/spark_batches.csv); rejects.csv (dead letters per
+             reason, the shared format; each record in spark/dead_letters.csv),
+             metrics/watermark.csv, metrics/spark_summary.json (with ready.json's
+             ``session`` block: which runs shared a JVM)
+    stop     ask the job to stop (stop file); a session: wait until the server reports the
+             run done (else kill the session: it may be wedged), copy the run's part of the
+             server log to spark/job.log, release it; a private process: SIGTERM, then
+             SIGKILL to its group. Delete the run's topics.
+
+Fault runs: ``kill`` SIGKILLs the whole engine session (or the private process); the
+restart is always a private job process, and the next run starts a new session.
 
 Drain rule (append mode). A window is emitted once the watermark passes its end, and the
 watermark moves only with new data, so after the generator stops the windows whose end is
@@ -324,10 +335,14 @@ class Pipeline:
         from sdsbench.faults import kill_process_group
 
         run: SparkRun = ctx.extra["spark"]
-        if run.session is not None:
+        session = run.session
+        if session is not None:
             # The whole engine session goes (its JVM is the SUT); the next run starts a new one.
-            pids = run.session.kill()
             run.session = None
+            try:
+                pids = session.kill()
+            finally:
+                session.release()  # also when the kill failed: never leave it locked
             return {"killed": "spark session (python + JVM)", "pids": pids}
         return {"killed": "spark driver (python + JVM)", "pids": kill_process_group(run.proc)}
 
@@ -548,9 +563,12 @@ class Pipeline:
         report = session.wait_done(ctx.run_id, timeout_s)
         session.copy_log(run.paths.log)  # before the release: the next run appends to it
         if report is None:
-            log.warning("the Spark session did not finish the run in %.0f s: killing it",
-                        timeout_s)
-            session.kill()
+            log.warning("the Spark session did not report the run done (%.0f s, or it exited):"
+                        " killing it", timeout_s)
+            try:
+                session.kill()
+            finally:
+                session.release()
         else:
             if report.get("code") != 0:
                 log.warning("the Spark session reports the run failed: %s", report)
