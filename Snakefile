@@ -40,20 +40,16 @@ include: "rules/paper.smk"
 # when they are not running; if they were not running when this invocation began, stop
 # them when it ends (rebuilding a figure never stops services someone started by hand).
 # Engine sessions (Spark, Flink JVMs that served this invocation's runs) always end with it.
-def leave_machine_as_found():
-    from engines.common.engine_session import sessions_root, stop_sessions
-
-    stop_sessions(sessions_root(SERVICES_STATE_DIR))
+onsuccess:
+    engine_session.stop_sessions(engine_session.sessions_root(SERVICES_STATE_DIR))
     if not SERVICES_WERE_UP:
         services_stack.stop_services(SERVICES_STATE_DIR)
 
 
-onsuccess:
-    leave_machine_as_found()
-
-
 onerror:
-    leave_machine_as_found()
+    engine_session.stop_sessions(engine_session.sessions_root(SERVICES_STATE_DIR))
+    if not SERVICES_WERE_UP:
+        services_stack.stop_services(SERVICES_STATE_DIR)
 
 
 rule all:

@@ -10,6 +10,7 @@ import shutil
 from sdsbench import experiments
 from sdsbench.plots.common import figure_inputs
 from sdsbench.services import stack as services_stack
+from engines.common import engine_session
 
 PROFILE = config["profile"]
 RAW = f"data/{PROFILE}/raw"

@@ -64,8 +64,14 @@ def definitions() -> dict[str, str]:
 def _provenance(summary_dir: Path, run_ids: list[str]) -> dict[str, Any]:
     started, ended, commits, wall, load5 = [], [], set(), 0.0, []
     machine, software = None, {}
+    sessions: dict[str, Any] = {"runs": 0, "reused": 0, "keys": set()}
     for run_id in run_ids:
         data = json.loads((summary_dir / "runs" / f"{run_id}.json").read_text())
+        session = data.get("engine_session")
+        if session:
+            sessions["runs"] += 1
+            sessions["reused"] += bool(session.get("reused"))
+            sessions["keys"].add(session.get("key"))
         prov = data.get("provenance") or {}
         if prov.get("started"):
             started.append(prov["started"])
@@ -92,6 +98,9 @@ def _provenance(summary_dir: Path, run_ids: list[str]) -> dict[str, Any]:
         "machine": machine or {},
         "software": software,
         "service_versions": services,
+        # Spark/Flink runs served by an engine session; reused: the JVM had served runs before.
+        "engine_sessions": {"runs": sessions["runs"], "reused": sessions["reused"],
+                            "sessions": len(sessions["keys"])},
     }
 
 

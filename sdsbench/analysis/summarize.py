@@ -225,6 +225,20 @@ def provenance_digest(provenance: dict[str, Any]) -> dict[str, Any]:
     return {k: provenance.get(k) for k in keys}
 
 
+def engine_session(run_dir: str | Path) -> dict[str, Any] | None:
+    """Which engine session (engines/common/engine_session.py) served a Spark or Flink run:
+    its key and whether it had served runs before; None for other pipelines and for runs
+    with a private engine process."""
+    for name in ("spark_summary", "flink_summary"):
+        path = Path(run_dir) / "metrics" / f"{name}.json"
+        if path.exists():
+            session = json.loads(path.read_text()).get("session")
+            if not session:
+                return None
+            return {k: session.get(k) for k in ("key", "reused", "runs_served_before")}
+    return None
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -245,7 +259,8 @@ def write_run_summary(
     write_json_atomic(
         summary_path,
         {"row": {k: _json_safe(v) for k, v in summary.items()},
-         "provenance": provenance_digest(provenance)},
+         "provenance": provenance_digest(provenance),
+         "engine_session": engine_session(run_dir)},
     )
     write_text_atomic(windows_path, windows.to_csv(index=False))
     write_text_atomic(series_path, series.to_csv(index=False))
