@@ -149,6 +149,8 @@ class EngineSession:
     def submit(self, run_id: str, config: Path, run_dir: Path) -> None:
         """Hand the server a run; it answers in the run directory (ready.json, ...)."""
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        # A run id may come again (a rerun): an earlier run's report must not answer it.
+        (self.dir / "done" / f"{run_id}.json").unlink(missing_ok=True)
         _write_json_atomic(self.dir / "requests" / f"{run_id}.json",
                            {"run_id": run_id, "config": str(config), "run_dir": str(run_dir)})
 
