@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import threading
 import time
@@ -418,6 +419,24 @@ def test_two_runs_share_one_session_and_both_match_truth(
     # Each run's job log holds its own part of the server log only.
     log = (second / "spark" / "job.log").read_text()
     assert second.name in log and first.name not in log
+
+    # A run the server cannot serve (its job config is bad) is reported failed; the server
+    # goes on serving (the protocol by hand: the session is idle, its lock free).
+    from engines.common import engine_session as es
+
+    sdir = Path(os.environ[es.SESSIONS_ENV]) / f"spark-{two['key']}"
+    lock = es._try_lock(sdir / "lock")
+    assert lock is not None
+    handle = es.EngineSession("spark", two["key"], sdir, two["server_pid"], True, {}, lock)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    handle.submit("t-bad", bad, tmp_path / "bad-run")
+    report = handle.wait_done("t-bad", 60)
+    handle.release()
+    assert report is not None and report["code"] == 1 and "missing keys" in report["error"]
+    assert pid_alive(two["server_pid"])
+    assert json.loads((sdir / "server.json").read_text())["runs_served"] == (
+        two["runs_served_before"] + 2)
 
 
 @pytest.mark.timeout(420)

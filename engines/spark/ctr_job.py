@@ -673,6 +673,13 @@ class _StopFlag:
             self.server.stop_requested = True
 
 
+def _stop_asked(paths: JobPaths, stop: _StopFlag) -> bool:
+    """A signal, the driver's stop file, or the run directory gone (the runner renamed it
+    to .failed: the driver is done with the run, a session must not serve it on)."""
+    return (stop.reason is not None or paths.stop_request.exists()
+            or not paths.run_dir.exists())
+
+
 def serve_run(spark: SparkSession, cfg: JobConfig, paths: JobPaths, stop: _StopFlag,
               t0: float, session: dict[str, Any] | None = None) -> int:
     """One run on a running Spark session (a one-shot job's own, or an engine session's):
@@ -705,7 +712,7 @@ def serve_run(spark: SparkSession, cfg: JobConfig, paths: JobPaths, stop: _StopF
         # 5-20 s here), which would otherwise land on the first seconds of the measured load.
         warmed_up = False
         deadline = time.monotonic() + WARMUP_TIMEOUT_S
-        while time.monotonic() < deadline and stop.reason is None:
+        while time.monotonic() < deadline and not _stop_asked(paths, stop):
             if all(q.lastProgress is not None for q in queries.values()):
                 warmed_up = True
                 break
@@ -725,7 +732,7 @@ def serve_run(spark: SparkSession, cfg: JobConfig, paths: JobPaths, stop: _StopF
         log.info("queries started after %.1f s, first batches done after %.1f s", started_s,
                  time.monotonic() - t0)
         failed: dict[str, str] = {}
-        while stop.reason is None and not paths.stop_request.exists():
+        while not _stop_asked(paths, stop):
             for name, query in queries.items():
                 if not query.isActive:
                     error = query.exception()
@@ -739,7 +746,9 @@ def serve_run(spark: SparkSession, cfg: JobConfig, paths: JobPaths, stop: _StopF
                 log.info("set aside %s", report)
                 continue
             time.sleep(STOP_POLL_S)
-        log.info("stopping (%s)", stop.reason or ("query ended" if failed else "stop file"))
+        log.info("stopping (%s)", stop.reason or ("query ended" if failed else
+                                                  "stop file" if paths.run_dir.exists() else
+                                                  "run directory gone"))
         final = {name: q.lastProgress for name, q in queries.items()}
     finally:
         for query in queries.values():
@@ -747,8 +756,9 @@ def serve_run(spark: SparkSession, cfg: JobConfig, paths: JobPaths, stop: _StopF
                 query.stop()
         spark.streams.removeListener(recorder)
         recorder.close()
-    write_json_atomic(paths.final, {"last_progress": final, "failed": failed,
-                                    "stop": stop.reason or "stop file"})
+    if paths.run_dir.exists():  # gone: the driver gave up on the run; do not recreate it
+        write_json_atomic(paths.final, {"last_progress": final, "failed": failed,
+                                        "stop": stop.reason or "stop file"})
     if failed:
         log.error("query failed: %s", failed)
         return 1

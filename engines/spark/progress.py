@@ -207,7 +207,8 @@ class ProgressRecorder(StreamingQueryListener):
                 "watermark_ms": row["watermark_ms"],
                 "end_offsets": json.loads(row["end_offsets"]),
             }
-            write_json_atomic(self._status_path, self._status)
+            if self._status_path.parent.exists():  # else the run's directory is gone
+                write_json_atomic(self._status_path, self._status)
 
     def onQueryIdle(self, event: Any) -> None:
         pass
