@@ -53,8 +53,12 @@ offsets (the JSON source's position, REST, reached them before it was triggered)
 consumer group of the JSON source (and of the raw source) committed those offsets -- Flink
 commits on checkpoint completion, after every operator processed the records before the
 barrier; (2) the window operator's watermark has not moved for ``max(2 s, 3 watermark
-intervals)``; (3) one more checkpoint, triggered after that, completed -- so the sinks
-have flushed (at-least-once) or committed (exactly-once) the last windows. The driver
+intervals)``, counted at the earliest from when the partitions went idle (``idle_timeout_ms``
++ one watermark interval after (1): an idle partition stops holding the watermark back,
+which moves it once more); (3) one more checkpoint, triggered after that, completed -- so
+the sinks have flushed (at-least-once) or committed (exactly-once) the last windows. A
+record the source fetched but had not emitted when the barrier of (1) passed is among
+the stream's last: it moves the watermark when emitted, and (2) waits for that. The driver
 triggers the checkpoints of (1) and (3) through the REST API (``POST
 /jobs/:jobid/checkpoints``, Flink >= 1.19) instead of waiting for the periodic ones, and
 does not wait for the offset commit itself: the source's Kafka consumer sends it only when
@@ -705,6 +709,8 @@ class Pipeline:
                                        if run.job.not_json_dead_letters else [])
         committed_fns = [KafkaGroupCommitted(bootstrap, g, run.job.input_topic) for g in groups]
         quiet_s = max(2.0, 3 * run.job.watermark_interval_ms / 1000)
+        idle_s = (run.job.idle_timeout_ms or 0) / 1000
+        settle_at = 0.0
         trigger = CheckpointTrigger(run.rest, run.job_id)
         t0 = time.monotonic()
         deadline = t0 + timeout_s
@@ -730,8 +736,13 @@ class Pipeline:
                         # what the offset commit would say, without waiting for the
                         # source's Kafka consumer to send it (up to its 10 s poll).
                         caught_up_s, caught_up_by = now - t0, "checkpoint after the end offsets"
+                    if caught_up_s is not None:
+                        # Every partition has had its last record by now; the watermark
+                        # may still move when they go idle (idle timeout, then the next
+                        # periodic watermark): quiet is counted from then at the earliest.
+                        settle_at = now + idle_s + run.job.watermark_interval_ms / 1000
                 elif stable_ms is None:
-                    if now - run.sampler.watermark_changed_at >= quiet_s:
+                    if now - max(run.sampler.watermark_changed_at, settle_at) >= quiet_s:
                         stable_ms = time.time_ns() // 1_000_000
                         trigger.reset()
                 elif trigger.request() == "COMPLETED" or \
