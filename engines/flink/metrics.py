@@ -258,6 +258,25 @@ class RestSampler:
                        and int(c.get("trigger_timestamp") or 0) > trigger_after_ms
                        for c in self._checkpoints.values())
 
+    def refresh_watermark(self) -> None:
+        """Read the window vertex's watermark now: the drain watches it more often than
+        the sampler's interval (``watermark_changed_at`` then has the REST API's own
+        resolution, ``metrics.fetcher.update-interval``)."""
+        vertex, job_id = self._window_vertex, self.job_id
+        if vertex is None:
+            return
+        try:
+            wm = self.rest.watermark_ms(job_id, vertex)
+        except RestError:
+            return
+        self._note_watermark(wm)
+
+    def _note_watermark(self, wm: int | None) -> None:
+        with self._lock:
+            if wm is not None and wm != self.watermark_ms:
+                self.watermark_ms = wm
+                self.watermark_changed_at = time.monotonic()
+
     # -------------------------------------------------------------- sampling
     def _discover(self) -> None:
         if not self._vertices:
@@ -314,9 +333,7 @@ class RestSampler:
                     vertices.writerows(rows)
                     if window_wm is not None:
                         watermarks.writerow((now_ms, window_wm))
-                        if window_wm != self.watermark_ms:
-                            self.watermark_ms = window_wm
-                            self.watermark_changed_at = time.monotonic()
+                    self._note_watermark(window_wm)
                     self._sample_checkpoints()
                     vfh.flush()
                     wfh.flush()

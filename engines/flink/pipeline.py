@@ -743,6 +743,7 @@ class Pipeline:
                         # periodic watermark): quiet is counted from then at the earliest.
                         settle_at = now + idle_s + run.job.watermark_interval_ms / 1000
                 elif stable_ms is None:
+                    run.sampler.refresh_watermark()
                     if now - max(run.sampler.watermark_changed_at, settle_at) >= quiet_s:
                         stable_ms = time.time_ns() // 1_000_000
                         trigger.reset()
