@@ -63,9 +63,10 @@ triggers the checkpoints of (1) and (3) through the REST API (``POST
 /jobs/:jobid/checkpoints``, Flink >= 1.19) instead of waiting for the periodic ones, and
 does not wait for the offset commit itself: the source's Kafka consumer sends it only when
 its poll returns, up to 10 s on an idle topic. Measured (tests/test_flink.py, 2000 ev/s,
-idle timeout 5 s): caught up 0.2-0.3 s after the generator's end, drained after 7.9-9.5 s
-(most of it the idle timeout); before, flink-spp-r20000 took 12.3 s, and a drain shorter
-than the idle timeout would have missed the watermark's last move.
+idle timeout 5 s): caught up 0.2-0.4 s after the generator's end, drained after 7.7-7.9 s
+(0.3 s + idle timeout + watermark interval + 2 s quiet + a checkpoint); before,
+flink-spp-r20000 took 12.3 s, and a drain shorter than the idle timeout would have missed
+the watermark's last move.
 
 Lag. ``metrics/lag.csv`` (the shared LAG_COLUMNS) pairs the topic's end offsets with the
 JSON source's position (its ``currentOffset`` gauge + 1 per partition, read through the
