@@ -492,11 +492,17 @@ def test_a_failed_run_leaves_the_session_serving(tmp_path: Path) -> None:
         for n in range(2):
             bad = tmp_path / f"bad{n}.json"
             bad.write_text(json.dumps(_job_dict(jars=connector_jars(), extra=1)))
+            (tmp_path / f"bad{n}" / "flink").mkdir(parents=True)
             session.submit(f"bad{n}", bad, tmp_path / f"bad{n}")
             report = session.wait_done(f"bad{n}", 60)
             assert report is not None and report["code"] == 1, report
             assert report["runs_served"] == n + 1 and session.poll() is None
             session.copy_log(tmp_path / f"bad{n}.log")
             assert f"run bad{n} failed" in (tmp_path / f"bad{n}.log").read_text()
+        # A run whose directory is gone (the runner gave up on it): not served, not recreated.
+        session.submit("gone", first, tmp_path / "gone")
+        report = session.wait_done("gone", 60)
+        assert report is not None and report["code"] == 1 and session.poll() is None
+        assert not (tmp_path / "gone").exists()
     finally:
         session.kill()

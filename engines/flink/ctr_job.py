@@ -918,11 +918,16 @@ def serve(session_dir: Path, poll_s: float = 0.5) -> int:
     for request in server.requests():
         log.info("run %s: %s", request.run_id, request.config)
         paths = JobPaths(request.run_dir)
+        if not paths.flink_dir.is_dir():
+            # The driver prepares it before it submits: gone means the runner gave up on
+            # the run; do not recreate it.
+            log.warning("run %s: %s is gone: not served", request.run_id, paths.flink_dir)
+            server.finished(request, 1)
+            continue
         sizes = _log_sizes(log_dir)
         served_before = server.runs_served
         code = 1
         try:
-            paths.flink_dir.mkdir(parents=True, exist_ok=True)
             cfg = load_job_config(request.config)
             if cfg.session_warmup_topic is not None and session_warmup_s is None:
                 session_warmup_s = round(warm_up(cfg, session=True), 3)
