@@ -405,8 +405,10 @@ def test_two_runs_share_one_session_with_their_own_job_settings(
                         flink_options={"execution.checkpointing.timeout": "77 s"}),
     ]):
         run_id = f"t-flink-session{n}-{uuid.uuid4().hex[:6]}"
+        # 18 s: with the 2 s delay a run fires windows up to ~16 s after its start, which
+        # always includes 10 s of input of one window (10 s runs fired none ~20 % of the time).
         spec = make_spec(config, "flink", "constant", 2000, params=params, run_id=run_id,
-                         duration_s=10)
+                         duration_s=18)
         outs.append(execute_run(config, spec, tmp_path / run_id))
     first, second = (_ready(out)["session"] for out in outs)
     assert not first["reused"] and first["runs_served_before"] == 0

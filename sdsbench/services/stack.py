@@ -272,11 +272,13 @@ def stop_services(state_dir: Path | str, timeout: float = 30.0) -> list[str]:
 
 
 def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
-    from engines.common.engine_session import sessions_root, stop_sessions
+    from engines.common.engine_session import stop_sessions
 
-    # Engine sessions (Spark, Flink JVMs serving runs) first: they hold broker connections.
+    # Engine sessions (Spark, Flink JVMs serving runs) kept with this stack first: they
+    # hold broker connections. Only this stack's ($SDSBENCH_ENGINE_SESSIONS_DIR sessions
+    # belong to whoever set it: the Snakefile, the test session).
     stopped: list[str] = [f"session {name}" for name in
-                          stop_sessions(sessions_root(state_dir), timeout_s=timeout)]
+                          stop_sessions(state_dir / "engine-sessions", timeout_s=timeout)]
     svc = None
     try:
         svc = load_services(state_dir)
