@@ -416,9 +416,11 @@ def test_two_runs_share_one_session_and_both_match_truth(
         letters = pd.read_csv(out / "spark" / "dead_letters.csv")
         assert list(letters.columns) == ["reason", "partition", "offset", "kafka_time_ms",
                                          "raw"] and letters.empty
-    # Each run's job log holds its own part of the server log only.
+    # Each run's job log holds its own part of the server log only (the JVM's cached Kafka
+    # producer may still name the first run's deleted topics in its warnings: not checked).
     log = (second / "spark" / "job.log").read_text()
-    assert second.name in log and first.name not in log
+    assert f"run {second.name}: serving" in log and f"run {first.name}: serving" not in log
+    assert f"run {first.name}: serving" in (first / "spark" / "job.log").read_text()
 
     # A run the server cannot serve (its job config is bad) is reported failed; the server
     # goes on serving (the protocol by hand: the session is idle, its lock free).
