@@ -281,13 +281,9 @@ def test_spark_run_matches_truth_minus_watermark_drops(
     # keeps this session apart from another one running in the same tree.
     monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
 
-    config = load_config(overrides={
-        "services": {"postgres": {"dsn": services.pg_dsn},
-                     "kafka": {"bootstrap_servers": services.kafka_bootstrap}},
-        # Disorder far beyond the watermark delay: Spark must drop late events.
-        "workload": {"disorder": {"fraction": 0.2, "max_delay_ms": 8000}},
-        "run": {"drain_timeout_s": 150},
-    })
+    # Disorder far beyond the watermark delay: Spark must drop late events.
+    config = _services_config(services,
+                              workload={"disorder": {"fraction": 0.2, "max_delay_ms": 8000}})
     # Batches of at most 3 s of input: the watermark trails by a few seconds, less than
     # the disorder, whether Spark keeps up or not (a busy machine makes batches slow).
     params = {**SESSION_PARAMS, "watermark_delay_ms": 0, "max_offsets_per_trigger": 6000,
