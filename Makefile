@@ -49,3 +49,10 @@ figures/%: setup
 
 clean-results:
 	rm -rf data/$(PROFILE) figures/$(PROFILE) paper/build/$(PROFILE) logs/$(PROFILE)
+
+# ---------------------------------------------------------------- reproducibility check
+# Compare the headline numbers of two result sets (two profiles, two machines, two runs);
+# A and B are summary directories or headline.csv files. Exit 0: every shared number agrees.
+#   make compare A=data/quick/summary B=/path/other/summary
+.PHONY: compare
+compare: ; $(PY_MAIN) scripts/compare_results.py $(A) $(B)

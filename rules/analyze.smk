@@ -4,7 +4,8 @@
 ANALYSIS_SETTINGS = {
     "warmup_s": config["experiments"]["warmup_s"],
     "criterion": {k: config["search"][k] for k in (
-        "latency_bound_ms", "lag_slope_max_fraction", "final_lag_max_s", "rate_tolerance")},
+        "latency_bound_ms", "growth_max_fraction", "rate_tolerance",
+        "generator_behind_max_ms")},
 }
 
 
@@ -44,7 +45,7 @@ rule summarize_search:
 
 
 # ------------------------------------------------------------------ tables across runs
-TABLE_NAMES = ("runs", "search", "stress", "correctness")
+TABLE_NAMES = ("runs", "search", "stress", "correctness", "headline")
 TABLES = [f"{SUMMARY}/{name}.csv" for name in TABLE_NAMES]
 RUN_SUMMARIES = [f"{SUMMARY}/runs/{r}.json" for r in RUNS]
 SEARCH_SUMMARIES = [f"{SUMMARY}/search/{s}.json" for s in SEARCHES]
@@ -54,6 +55,7 @@ rule make_table:
     input:
         runs=RUN_SUMMARIES,
         searches=SEARCH_SUMMARIES,
+        windows=[f"{SUMMARY}/windows/{r}.csv" for r in RUNS],
         code=[f"{LIBRARY}/analysis/tables.py", f"{LIBRARY}/experiments.py"],
         script=f"{SCRIPTS}/make_table.py",
     output:

@@ -23,6 +23,7 @@ LOGS = f"logs/{PROFILE}"
 RUNS = experiments.expand_runs(config)
 GROUPS = experiments.run_groups(config)
 SEARCHES = experiments.searches(config)
+SEARCH_REPETITIONS = int(config["search"].get("repetitions", 1))
 
 # Scripts run with the interpreter that runs Snakemake (the main venv) and get the same
 # configuration: the workflow's config file, then those given on the command line, then
@@ -52,7 +53,7 @@ ANALYSIS_CODE = [
     f"{LIBRARY}/{m}.py"
     for m in ("analysis/rundata", "analysis/oracle", "analysis/latency", "analysis/flow",
               "analysis/engine_metrics", "analysis/summarize", "analysis/throughput_search",
-              "contract")
+              "analysis/criterion", "analysis/staircase", "contract")
 ]
 
 

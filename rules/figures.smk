@@ -15,7 +15,8 @@ rule figure:
     input:
         data=lambda w: FIGURE_INPUTS[w.figure],
         code=lambda w: [f"{LIBRARY}/plots/{m}.py"
-                        for m in (w.figure, "common", "event_time_common")],
+                        for m in (w.figure, "common", "event_time_common")]
+        + [f"{LIBRARY}/analysis/knee.py"],
         script=f"{SCRIPTS}/plot.py",
     output:
         png=f"{FIGURES}/{{figure}}.png",

@@ -10,6 +10,12 @@
 # `snakemake --forcerun run_experiment`.
 
 
+# Repetitions are interleaved across pipelines: a run's priority falls with its
+# repetition (sdsbench.experiments.repetition_priority), so the first repetition of every
+# run and search goes before any second one, and drift in the machine's load hits all
+# pipelines alike.
+
+
 rule run_experiment:
     input:
         # Runs at a multiple of t_h need their search's result.
@@ -25,6 +31,7 @@ rule run_experiment:
         ),
     log:
         f"{LOGS}/run/{{run_id}}.log",
+    priority: lambda w: experiments.repetition_priority(RUNS[w.run_id].get("repetition", 1))
     resources:
         bench_slot=1,
     shell:
@@ -33,20 +40,39 @@ rule run_experiment:
 
 
 rule search_throughput:
-    # Trials are complete runs under <search_id>/trials/, not declared outputs: an
-    # interrupted search reuses the trials it finished when rerun.
+    # One repetition of a search. Trials are complete runs under <search_id>/trials/, not
+    # declared outputs: an interrupted search reuses the trials it finished when rerun.
     output:
-        f"{SEARCH}/{{search_id}}.json",
+        f"{SEARCH}/{{search_id}}/rep{{repetition}}.json",
     params:
         settings=lambda w: experiments.search_settings(config, **SEARCHES[w.search_id]),
         trials=lambda w: f"{SEARCH}/{w.search_id}/trials",
     log:
-        f"{LOGS}/search/{{search_id}}.log",
+        f"{LOGS}/search/{{search_id}}-rep{{repetition}}.log",
+    priority: lambda w: experiments.repetition_priority(w.repetition)
     resources:
         bench_slot=1,
+    wildcard_constraints:
+        repetition=r"\d+",
     shell:
         "{PY} {SCRIPTS}/search_throughput.py {CONFIG_ARGS} --search-id {wildcards.search_id}"
-        " --trials {params.trials} --out {output} > {log} 2>&1"
+        " --repetition {wildcards.repetition} --trials {params.trials} --out {output}"
+        " > {log} 2>&1"
+
+
+rule combine_search:
+    # t_h over the repetitions: median and spread (sdsbench.analysis.throughput_search).
+    input:
+        reps=lambda w: [f"{SEARCH}/{w.search_id}/rep{k}.json"
+                        for k in range(1, SEARCH_REPETITIONS + 1)],
+        code=f"{LIBRARY}/analysis/throughput_search.py",
+        script=f"{SCRIPTS}/combine_search.py",
+    output:
+        f"{SEARCH}/{{search_id}}.json",
+    log:
+        f"{LOGS}/search/{{search_id}}.log",
+    shell:
+        "{PY} {input.script} --reps {input.reps} --out {output} > {log} 2>&1"
 
 
 rule bench_generator:

@@ -6,7 +6,8 @@
 The start-up and drain overhead per pipeline is measured from completed runs (wall time in
 their provenance.json minus their generator duration) when ``--measured`` points at a raw
 directory; otherwise the values below, measured on the reference 2-core machine, are used.
-Search trials are counted at ``search.max_trials`` per search (an upper bound).
+A search repetition is one staircase run (steps x step_s) and at most
+``search.confirm_trials`` steady trials (an upper bound).
 """
 
 from __future__ import annotations
@@ -51,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     for spec in runs.values():
         per_pipeline[spec["pipeline"]] += spec["duration_s"] + overhead[spec["pipeline"]]
     trials = 0
+    search = config["search"]
+    reps = int(search["repetitions"])
+    staircase_s = float(search["step_s"]) * int(search["steps"])
     for s in searches(config).values():
-        n = int(config["search"]["max_trials"])
-        trials += n
-        per_pipeline[s["pipeline"]] += n * (float(config["search"]["trial_duration_s"])
-                                            + overhead[s["pipeline"]])
+        n = int(search["confirm_trials"])
+        trials += reps * (n + 1)
+        per_pipeline[s["pipeline"]] += reps * (
+            staircase_s + overhead[s["pipeline"]]
+            + n * (float(search["trial_duration_s"]) + overhead[s["pipeline"]]))
     bench = config["experiments"]["generator_bench"]
     if bench["enabled"]:
         # Measured: ~9 trials per configuration (ramp x2 + bisection) of trial_s plus ~3 s

@@ -1,10 +1,12 @@
-"""Search the sustainable throughput t_h of one pipeline under one arrival process.
+"""One repetition of the search for the sustainable throughput t_h of one pipeline under
+one arrival process.
 
     python scripts/search_throughput.py --config config/config.yaml --search-id flink-spp \
-        --trials data/quick/search/flink-spp/trials --out data/quick/search/flink-spp.json
+        --repetition 1 --trials data/quick/search/flink-spp/trials \
+        --out data/quick/search/flink-spp/rep1.json
 
-Each trial is a complete run (sdsbench.runner.execute_run); the criterion and the
-ramp/bisection are in sdsbench.analysis.throughput_search.
+Each trial is a complete run (sdsbench.runner.execute_run); the method is in
+sdsbench.analysis.throughput_search, the runs in sdsbench.search.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sdsbench import runner  # noqa: E402
-from sdsbench.analysis.throughput_search import run_search  # noqa: E402
 from sdsbench.config import load_config  # noqa: E402
 from sdsbench.experiments import searches, services_state_dir  # noqa: E402
 from sdsbench.rundir import write_json_atomic  # noqa: E402
+from sdsbench.search import run_search  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
     parser.add_argument("--overrides", help="JSON merged over the config files")
     parser.add_argument("--search-id", required=True, help="<pipeline>-<process>")
+    parser.add_argument("--repetition", type=int, default=1, help="which repetition (1..)")
     parser.add_argument("--trials", required=True, help="directory for the trial runs")
     parser.add_argument("--out", required=True, help="result JSON")
     args = parser.parse_args(argv)
@@ -41,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.search_id not in known:
         parser.error(f"search {args.search_id!r} is not in this profile ({sorted(known)})")
     s = known[args.search_id]
-    result = run_search(config, s["pipeline"], s["process"], args.trials)
+    result = run_search(config, s["pipeline"], s["process"], args.trials, args.repetition)
     write_json_atomic(args.out, result)
-    logging.info("t_h of %s: %s (%s)", args.search_id, result["t_h_eps"], result["stop_reason"])
+    logging.info("t_h of %s, repetition %d: %s (%s)", args.search_id, args.repetition,
+                 result["t_h_eps"], result["stop_reason"])
     return 0
 
 

@@ -21,10 +21,27 @@ from typing import Any
 from sdsbench.config import deep_merge
 
 
-def derive_seed(master_seed: int, run_id: str) -> int:
-    """A stable per-run seed: the same run id always gets the same seed."""
-    digest = hashlib.sha256(f"{master_seed}:{run_id}".encode()).digest()
+def derive_seed(master_seed: int, material: str) -> int:
+    """A stable seed: the same material always gets the same seed."""
+    digest = hashlib.sha256(f"{master_seed}:{material}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def workload_seed(
+    config: dict[str, Any], process: str, rate: float | str, duration_s: float,
+    repetition: int = 1,
+) -> int:
+    """The seed of a run's input: it depends on the workload (arrival process, rate,
+    duration, workload settings, repetition), never on the pipeline or its settings, so
+    every pipeline run at the same spec receives the identical event stream. ``rate`` is
+    a string for runs whose rate is a multiple of t_h (``"2x t_h"``): pipelines with
+    different t_h then still share the MMPP state path."""
+    material = json.dumps(
+        {"process": process, "rate": rate, "duration_s": float(duration_s),
+         "workload": config["workload"], "repetition": int(repetition)},
+        sort_keys=True,
+    )
+    return derive_seed(int(config["seed"]), material)
 
 
 def pipeline_params(
@@ -51,24 +68,48 @@ def make_spec(
     params: dict[str, Any] | None = None,
     run_id: str | None = None,
     duration_s: float | None = None,
+    repetition: int = 1,
 ) -> dict[str, Any]:
     """Build one run spec; the run id says what the run is.
 
     Settings equal to the pipeline's configured value are dropped from ``params``, so a
-    sweep point that is the default is the same run (same id) as the default run."""
+    sweep point that is the default is the same run (same id) as the default run.
+    Repetition k >= 2 of a run is ``<id>-rep<k>`` (``base_run_id`` names the run it
+    repeats); its input has a seed of its own, shared by every pipeline's repetition k."""
     defaults = config.get(pipeline) or {}
     params = {k: v for k, v in (params or {}).items() if k not in defaults or defaults[k] != v}
     if run_id is None:
         suffix = "".join(f"-{_short(k)}{_id_safe(v)}" for k, v in sorted(params.items()))
         run_id = f"{pipeline}-{process}-r{int(rate_eps)}{suffix}"
+    duration = float(duration_s if duration_s is not None else config["run"]["duration_s"])
     return {
-        "run_id": run_id,
+        "run_id": repetition_id(run_id, repetition),
+        "base_run_id": run_id,
+        "repetition": int(repetition),
         "pipeline": pipeline,
         "arrival": {"process": process, "rate_eps": float(rate_eps)},
-        "duration_s": float(duration_s if duration_s is not None else config["run"]["duration_s"]),
-        "seed": derive_seed(int(config["seed"]), run_id),
+        "duration_s": duration,
+        "seed": workload_seed(config, process, float(rate_eps), duration, repetition),
         "params": params,
     }
+
+
+def repetition_id(run_id: str, repetition: int) -> str:
+    """The id of repetition ``repetition`` of ``run_id`` (the first keeps the id)."""
+    return run_id if repetition <= 1 else f"{run_id}-rep{repetition}"
+
+
+def repetition_priority(repetition: int | str) -> int:
+    """The workflow's job priority of a repetition: the first repetitions of every run and
+    search go before any second one (interleaved across pipelines)."""
+    return max(0, 100 - int(repetition))
+
+
+def repetitions_of(config: dict[str, Any], block: dict[str, Any] | None = None) -> int:
+    """How often a block's runs are repeated: its own ``repetitions``, else the profile's
+    ``experiments.repetitions`` (1 when neither is set)."""
+    block = block or {}
+    return int(block.get("repetitions") or config["experiments"].get("repetitions") or 1)
 
 
 _SHORT = {"parallelism": "p", "watermark_delay_ms": "wm", "watermark_bound_ms": "wm",
@@ -130,8 +171,10 @@ def _group_specs(config: dict[str, Any], group: str) -> list[dict[str, Any]]:
             for process in block["processes"]:
                 for rate in block["rates_eps"]:
                     for params in combos:
-                        specs.append(make_spec(config, pipeline, process, rate, params,
-                                               duration_s=block.get("duration_s")))
+                        for rep in range(1, repetitions_of(config, block) + 1):
+                            specs.append(make_spec(config, pipeline, process, rate, params,
+                                                   duration_s=block.get("duration_s"),
+                                                   repetition=rep))
     return specs
 
 
@@ -171,7 +214,7 @@ def _fault_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
                         base = ref["run_id"]
                         if matrix.get(base) != ref:
                             ref["run_id"] = f"{base}-{REFERENCE_SUFFIX}"
-                            ref["seed"] = derive_seed(int(config["seed"]), ref["run_id"])
+                            ref["base_run_id"] = ref["run_id"]
                         specs.append(ref)
                         for j, inj in enumerate(block["injections"]):
                             specs.append(_injected_spec(ref, base, inj,
@@ -193,7 +236,7 @@ def _injected_spec(
 
     kind = injection["kind"]
     spec = json.loads(json.dumps(ref))
-    spec["run_id"] = f"{base}-{INJECTION_SUFFIX[kind]}"
+    spec["run_id"] = spec["base_run_id"] = f"{base}-{INJECTION_SUFFIX[kind]}"
     spec["reference_run"] = ref["run_id"]
     if kind == "malformed":
         spec["malformed"] = {"fraction": float(injection["fraction"]),
@@ -225,39 +268,45 @@ def expand_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     multiple of t_h have ``arrival.rate_eps = None`` and ``rate_of =
     {"search": <search id>, "multiple": k}``.
     """
-    experiments = config["experiments"]
     runs: dict[str, dict[str, Any]] = {}
     for group in GROUPS:
         for spec in _group_specs(config, group):
             runs.setdefault(spec["run_id"], spec)
     for spec in _fault_specs(config):
         runs[spec["run_id"]] = spec
-    at = experiments[AT_THRESHOLD]
+    for spec in _threshold_specs(config):
+        runs[spec["run_id"]] = spec
+    return runs
+
+
+def _threshold_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    at = config["experiments"][AT_THRESHOLD]
+    specs = []
     for pipeline in at["pipelines"]:
         for multiple in at["multiples"]:
-            run_id = threshold_run_id(pipeline, at["process"], multiple)
-            spec = make_spec(config, pipeline, at["process"], 0, run_id=run_id,
-                             duration_s=at.get("duration_s"))
-            spec["arrival"]["rate_eps"] = None
-            # Beside the arrival, not in it: the generator accepts only arrival keys it knows.
-            spec["rate_of"] = {
-                "search": search_id(pipeline, at["search_process"]),
-                "multiple": float(multiple),
-            }
-            runs[run_id] = spec
-    return runs
+            for rep in range(1, repetitions_of(config, at) + 1):
+                run_id = threshold_run_id(pipeline, at["process"], multiple)
+                spec = make_spec(config, pipeline, at["process"], 0, run_id=run_id,
+                                 duration_s=at.get("duration_s"), repetition=rep)
+                spec["arrival"]["rate_eps"] = None
+                spec["seed"] = workload_seed(config, at["process"], f"{multiple:g}x t_h",
+                                             spec["duration_s"], rep)
+                # Beside the arrival, not in it: the generator accepts only arrival keys it
+                # knows.
+                spec["rate_of"] = {
+                    "search": search_id(pipeline, at["search_process"]),
+                    "multiple": float(multiple),
+                }
+                specs.append(spec)
+    return specs
 
 
 def run_groups(config: dict[str, Any]) -> dict[str, list[str]]:
     """Run ids of each group (a run may belong to several), plus ``at_threshold``."""
-    experiments = config["experiments"]
     groups: dict[str, list[str]] = {
         group: [spec["run_id"] for spec in _group_specs(config, group)] for group in GROUPS
     }
-    at = experiments[AT_THRESHOLD]
-    groups[AT_THRESHOLD] = [
-        threshold_run_id(p, at["process"], m) for p in at["pipelines"] for m in at["multiples"]
-    ]
+    groups[AT_THRESHOLD] = [spec["run_id"] for spec in _threshold_specs(config)]
     groups[FAULTS] = [spec["run_id"] for spec in _fault_specs(config)]
     return groups
 
@@ -314,7 +363,9 @@ def run_settings(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]
 def search_settings(config: dict[str, Any], pipeline: str, process: str) -> dict[str, Any]:
     """What a t_h search depends on besides code (see ``run_settings``)."""
     spec = make_spec(config, pipeline, process, 1)
-    return {"search": config["search"], "process": process,
+    # Not the repetition count: adding a repetition must not rerun the others.
+    search = {k: v for k, v in config["search"].items() if k != "repetitions"}
+    return {"search": search, "process": process,
             "warmup_s": config["experiments"]["warmup_s"], **run_settings(config, spec)}
 
 

@@ -166,3 +166,42 @@ def fabricate_run(
     (run_dir / "provenance.json").write_text(json.dumps(provenance))
     (run_dir / COMPLETE_MARKER).write_text("")
     return run_dir
+
+
+def fabricate_staircase_backlog(run_dir: str | Path, spec: dict[str, Any],
+                                capacity_eps: float, delay_ms: float = 2000.0) -> Path:
+    """Make a fabricated run behave like a system of ``capacity_eps``: the watermark falls
+    behind real time by (rate - capacity) / rate of every second while the offered rate
+    (a staircase's steps, or the run's one rate) exceeds the capacity, and the input lag
+    grows by rate - capacity events per second."""
+    from sdsbench.analysis.staircase import step_rates
+
+    run_dir = Path(run_dir)
+    arrival = spec["arrival"]
+    duration = float(spec["duration_s"])
+    steps = (step_rates(arrival, duration) if "step_s" in arrival
+             else [(0.0, duration, float(arrival["rate_eps"]))])
+    times = np.arange(T0_MS, T0_MS + duration * 1000 + 3000, 250, dtype=float)
+    behind_ms, lag, wm, lags = 0.0, 0.0, [], []
+    for t in times:
+        t_s = (t - T0_MS) / 1000
+        rate = next((r for lo, hi, r in steps if lo <= t_s < hi), steps[-1][2])
+        if rate > capacity_eps and t_s < duration:
+            behind_ms += 250 * (rate - capacity_eps) / rate
+            lag += 0.25 * (rate - capacity_eps)
+        wm.append(t - delay_ms - behind_ms)
+        lags.append(lag)
+    pd.DataFrame({"time_ms": times, "watermark_ms": wm}).to_csv(
+        run_dir / "metrics" / "watermark.csv", index=False)
+    rows = [(int(t), p, 0, 0, int(x / 4) + 10) for t, x in zip(times, lags, strict=True)
+            for p in range(4)]
+    pd.DataFrame(rows, columns=["time_ms", "partition", "end_offset", "committed_offset",
+                                "lag"]).to_csv(run_dir / "metrics" / "lag.csv", index=False)
+    if behind_ms > 0:
+        # Windows fire late by the backlog at their firing time.
+        results = pd.read_csv(run_dir / "results.csv")
+        late = np.interp(results["append_time_ms"], times,
+                         np.array(times) - delay_ms - np.array(wm))
+        results["append_time_ms"] = results["append_time_ms"] + late
+        results.to_csv(run_dir / "results.csv", index=False)
+    return run_dir

@@ -9,18 +9,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_runs import fabricate_run
+from synthetic_runs import fabricate_run, fabricate_staircase_backlog
 
 from sdsbench.analysis import flow, latency, oracle
+from sdsbench.analysis.criterion import Criterion, sustainable
 from sdsbench.analysis.knee import knee_index
 from sdsbench.analysis.summarize import summarize_run
-from sdsbench.analysis.throughput_search import (
-    Criterion,
-    SearchSettings,
-    run_search,
-    search_threshold,
-    sustainable,
-)
 from sdsbench.config import ConfigError, load_config
 from sdsbench.experiments import (
     expand_runs,
@@ -124,11 +118,28 @@ def test_window_latency_uses_the_first_emission_and_subtracts_the_delay():
     assert first.loc[1, "latency_above_delay_ms"] == 1_000
 
 
-def test_steady_windows_exclude_warmup_and_the_tail():
+def test_steady_windows_exclude_the_first_partial_window_warmup_and_the_tail():
     windows = pd.DataFrame({"window_end_ms": [10_000, 20_000, 30_000, 40_000]})
+    # No warm-up: the window holding the generator's start is partial and left out.
+    mask = latency.steady_mask(windows, gen_start_ms=5_000, gen_end_ms=35_000, delay_ms=2_000)
+    assert list(mask) == [False, True, True, False]
     mask = latency.steady_mask(windows, gen_start_ms=5_000, gen_end_ms=35_000, delay_ms=2_000,
                                warmup_s=6)
-    assert list(mask) == [False, True, True, False]
+    assert list(mask) == [False, False, True, False]
+    assert latency.steady_window_starts(5_000, 35_000, 2_000) == [10_000, 20_000]
+    assert latency.steady_window_starts(5_000, 35_000, 2_000, warmup_s=6) == [20_000]
+
+
+def test_statistics_state_their_firings_not_their_rows():
+    # 10 campaigns fire together: 20 rows of two windows are two firings.
+    windows = pd.DataFrame({
+        "campaign_id": list(range(10)) * 2,
+        "window_start_ms": [10_000] * 10 + [20_000] * 10,
+        **{c: np.arange(20, dtype=float) for c in latency.LATENCY_COLUMNS},
+    })
+    stats = latency.latency_summary(windows)
+    assert stats["latency_above_delay_ms_n"] == 20
+    assert stats["latency_above_delay_ms_firings"] == 2
 
 
 def test_describe_percentiles_and_empty_input():
@@ -148,11 +159,16 @@ def _lag(slope_eps, start=0, end=20_000, partitions=2):
                                        "committed_offset", "lag"])
 
 
-def test_lag_slope_over_the_second_half():
+def test_lag_slope_over_the_steady_part():
     stats = flow.lag_flow(_lag(500.0), gen_start_ms=0, gen_end_ms=20_000)
     assert stats["lag_slope_eps"] == pytest.approx(500.0)
+    assert stats["lag_slope_n"] == 20  # [start, end): the sample at the end is left out
     assert stats["lag_final"] == pytest.approx(10_000)
     assert flow.lag_flow(None, 0, 1)["lag_measured"] is False
+    # The warm-up is left out of the slope: a lag that rises only during it has slope 0.
+    warm = _lag(500.0).assign(lag=lambda f: f["lag"].clip(upper=1250.0))
+    stats = flow.lag_flow(warm, gen_start_ms=0, gen_end_ms=20_000, warmup_s=5)
+    assert stats["lag_slope_eps"] == pytest.approx(0.0) and stats["lag_slope_n"] == 15
 
 
 def test_generator_flow_ratio():
@@ -171,13 +187,17 @@ def test_knee_is_the_point_of_highest_power():
 
 
 # --------------------------------------------------------- t_h criterion/search
-CRIT = Criterion(latency_bound_ms=1000, lag_slope_max_fraction=0.01, final_lag_max_s=1.0,
-                 rate_tolerance=0.01)
+CRIT = Criterion(latency_bound_ms=1000, growth_max_fraction=0.01, rate_tolerance=0.01,
+                 generator_behind_max_ms=500)
 
 
 def _summary(**kw):
     base = {"offered_rate_eps": 10_000, "latency_above_delay_ms_p95": 500.0,
-            "lag_slope_eps": 0.0, "lag_final": 0.0, "achieved_ratio": 1.0}
+            "lag_measured": True, "lag_samples": 20, "lag_slope_eps": 0.0, "lag_final": 0.0,
+            "watermark_lag_slope_ms_per_s": 0.0, "latency_trend_ms_per_s": 0.0,
+            "latency_trend_firings": 5.0, "steady_windows_missing": 0.0,
+            "achieved_ratio": 1.0, "generator_behind_ms_max": 2.0,
+            "generator_blocked_ms": 0.0}
     return base | kw
 
 
@@ -188,9 +208,14 @@ def _summary(**kw):
         ({"latency_above_delay_ms_p95": 1001.0}, False, "latency_ok"),
         ({"latency_above_delay_ms_p95": float("nan")}, False, "latency_ok"),
         ({"lag_slope_eps": 500.0, "lag_final": 20_000.0}, False, "lag_ok"),
-        ({"lag_slope_eps": 500.0, "lag_final": 5_000.0}, True, None),  # final lag < 1 s
+        # No OR with the final lag any more: 5 % of the rate per s fails however it ends.
+        ({"lag_slope_eps": 500.0, "lag_final": 5_000.0}, False, "lag_ok"),
+        ({"lag_slope_eps": 90.0}, True, None),
         ({"lag_slope_eps": float("nan"), "lag_final": float("nan")}, False, "lag_ok"),
-        ({"achieved_ratio": 0.985}, False, "rate_ok"),
+        ({"watermark_lag_slope_ms_per_s": 30.0}, False, "watermark_ok"),
+        ({"latency_trend_ms_per_s": 30.0}, False, "trend_ok"),
+        ({"steady_windows_missing": 1.0}, False, "windows_ok"),
+        ({"achieved_ratio": 0.985}, False, "generator_ok"),  # invalid, not a failure
     ],
 )
 def test_sustainability_criterion(change, ok, failing):
@@ -198,44 +223,6 @@ def test_sustainability_criterion(change, ok, failing):
     assert verdict["sustainable"] is ok
     if failing:
         assert verdict[failing] is False and verdict["reasons"]
-
-
-def _fake_trial(capacity_eps):
-    calls = []
-
-    def run_trial(rate):
-        calls.append(rate)
-        p95 = 100.0 if rate <= capacity_eps else 5_000.0
-        return _summary(offered_rate_eps=rate, latency_above_delay_ms_p95=p95)
-
-    return run_trial, calls
-
-
-def test_search_ramps_then_bisects_to_the_tolerance():
-    run_trial, calls = _fake_trial(57_000)
-    settings = SearchSettings(start_rate_eps=10_000, min_rate_eps=1_000, max_rate_eps=1e6,
-                              tolerance=0.05, max_trials=20)
-    result = search_threshold(run_trial, settings, CRIT)
-    assert calls[:4] == [10_000, 20_000, 40_000, 80_000]
-    assert result["t_h_eps"] <= 57_000 < result["lowest_failing_rate_eps"]
-    assert result["relative_gap"] <= 0.05 and result["stop_reason"] == "tolerance reached"
-
-
-def test_search_reports_lower_bound_and_none():
-    settings = SearchSettings(10_000, 1_000, 40_000, 0.1, 10)
-    high = search_threshold(_fake_trial(1e9)[0], settings, CRIT)
-    assert high["t_h_eps"] == 40_000 and high["t_h_is_lower_bound"] is True
-    low = search_threshold(_fake_trial(0)[0], settings, CRIT)
-    assert low["t_h_eps"] is None and low["stop_reason"] == "not sustainable at min_rate_eps"
-    assert low["lowest_rate_tried_eps"] == 1_000
-
-
-def test_search_counts_a_broken_trial_as_failed():
-    def run_trial(rate):
-        return {"failed": "boom"} if rate > 15_000 else _summary(offered_rate_eps=rate)
-
-    result = search_threshold(run_trial, SearchSettings(10_000, 1_000, 1e6, 0.5, 10), CRIT)
-    assert result["t_h_eps"] == 15_000 and "run failed: boom" in result["trials"][1]["reasons"]
 
 
 # ------------------------------------------------------------- run directories
@@ -253,7 +240,7 @@ def test_summary_of_a_fabricated_contract_run(tmp_path, config):
     assert summary["latency_from_window_end_ms_p50"] == pytest.approx(2400)
     assert summary["missing_windows"] == 1 and summary["duplicate_windows"] == 1
     assert summary["correct"] is False
-    assert summary["criterion_sustainable"] is False  # the lag grows and ends > 1 s of input
+    assert summary["criterion_sustainable"] is False  # the lag grows by 2.5 x the rate per s
     assert "criterion" not in summary["criterion_reasons"] and "lag" in summary[
         "criterion_reasons"]
     assert {"lag", "watermark_ms", "sent_eps"} <= set(series["metric"])
@@ -271,17 +258,22 @@ def test_summary_of_a1_uses_the_final_recount(tmp_path, config):
 
 
 def test_search_reuses_completed_trials(tmp_path, config):
+    from sdsbench.search import run_search
+
     executed = []
 
     def execute(cfg, spec, out):
         executed.append(spec["run_id"])
-        rate = spec["arrival"]["rate_eps"]
-        return fabricate_run(out, spec, cfg, latency_ms=rate / 50)
+        run = fabricate_run(out, spec, cfg)
+        return fabricate_staircase_backlog(run, spec, capacity_eps=35_000)
 
-    cfg = {**config, "search": {**config["search"], "start_rate_eps": 10_000, "max_trials": 3}}
+    cfg = {**config, "search": {**config["search"], "start_rates_eps": {"a3": 10_000},
+                                "step_factor": 2.0, "steps": 4, "confirm_trials": 2}}
     first = run_search(cfg, "a3", "spp", tmp_path / "trials", execute=execute)
     again = run_search(cfg, "a3", "spp", tmp_path / "trials", execute=execute)
-    assert len(executed) == 3 and first["t_h_eps"] == again["t_h_eps"] == 40_000
+    # The staircase (10k, 20k, 40k, 80k) and two steady trials (20k passes, 40k fails).
+    assert executed == ["a3-spp-staircase", "a3-spp-r20000", "a3-spp-r40000"]
+    assert first["interval_eps"] == again["interval_eps"] == [20_000, 40_000]
 
 
 # ------------------------------------------------------------------ the matrix

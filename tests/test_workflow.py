@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic_runs import fabricate_run
+from synthetic_runs import fabricate_run, fabricate_staircase_backlog
 
-from sdsbench.analysis.throughput_search import run_search
+from sdsbench.analysis.throughput_search import combine_repetitions
 from sdsbench.config import load_config
 from sdsbench.experiments import expand_runs, resolve_threshold_rate, searches
 from sdsbench.rundir import write_json_atomic
+from sdsbench.search import run_search
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
@@ -74,7 +75,8 @@ def test_dry_run_plans_every_run_once(profile, tmp_path):
                      "-d", str(tmp_path))
     counts = job_counts(proc.stdout)
     assert counts["run_experiment"] == len(expand_runs(config))
-    assert counts["search_throughput"] == len(searches(config))
+    assert counts["search_throughput"] == len(searches(config)) * config["search"]["repetitions"]
+    assert counts["combine_search"] == len(searches(config))
     assert counts["summarize_run"] == len(expand_runs(config))
     assert counts["figure"] >= 10 and counts["paper"] == 1
     assert f"data/{profile}/raw/" in proc.stdout
@@ -86,7 +88,7 @@ def test_dry_run_plans_every_run_once(profile, tmp_path):
         ({"experiments": {"groups": {"baseline": [
             {"pipelines": ["a1"], "processes": ["constant"], "rates_eps": [-5]}]}}},
          "experiments.groups.baseline.0.rates_eps.0"),
-        ({"search": {"tolerance": 0}}, "search.tolerance"),
+        ({"search": {"step_factor": 1.0}}, "search.step_factor"),
         ({"experiments": {"at_threshold": {"process": "poisson"}}},
          "experiments.at_threshold.process"),
     ],
@@ -124,8 +126,11 @@ SYNTHETIC = {
                                "rates_eps": [5000],
                                "injections": [{"kind": "kill_sut", "at_s": 10}]}]},
     },
-    "search": {"pipelines": ["flink"], "processes": ["spp"], "start_rate_eps": 10000,
-               "max_trials": 3},
+    # A staircase 10k, 20k, 40k, 80k; fabricated runs keep up to 50k ev/s, so 40k passes
+    # and 80k fails; one steady trial at each end confirms it.
+    "search": {"pipelines": ["flink"], "processes": ["spp"], "repetitions": 1,
+               "start_rate_eps": 10000, "start_rates_eps": {"flink": 10000},
+               "step_factor": 2.0, "step_s": 10, "steps": 4, "confirm_trials": 2},
 }
 
 
@@ -135,14 +140,15 @@ def _fabricate_profile(workdir: Path, config_path: Path) -> dict:
     profile = config["profile"]
 
     def fake_execute(cfg, spec, out):
-        rate = spec["arrival"]["rate_eps"]
-        return fabricate_run(out, spec, cfg, latency_ms=rate / 50)  # 40k ev/s -> 800 ms
+        run = fabricate_run(out, spec, cfg)
+        return fabricate_staircase_backlog(run, spec, capacity_eps=50_000)
 
     results = {}
     for sid, s in searches(config).items():
         trials = workdir / "data" / profile / "search" / sid / "trials"
-        results[sid] = run_search(config, s["pipeline"], s["process"], trials,
-                                  execute=fake_execute)
+        rep = run_search(config, s["pipeline"], s["process"], trials, execute=fake_execute)
+        write_json_atomic(workdir / "data" / profile / "search" / sid / "rep1.json", rep)
+        results[sid] = combine_repetitions([rep])
         write_json_atomic(workdir / "data" / profile / "search" / f"{sid}.json", results[sid])
     bench = workdir / "data" / profile / "bench" / "generator"
     bench.mkdir(parents=True)
@@ -181,7 +187,7 @@ def test_report_from_fabricated_runs_and_what_a_change_reruns(tmp_path):
 
     # Nothing is stale right after a build.
     plan = snakemake("-n", "report", *common)
-    assert "Nothing to be done" in plan.stdout + plan.stderr
+    assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout[:3000]
 
     # A new rate plans exactly one new engine run; nothing else is run again.
     changed = dict(SYNTHETIC)

@@ -17,7 +17,10 @@ and the checkpoint history. It writes under the run's ``metrics/``:
   the analysis plots against processing time;
 - ``flink_checkpoints.csv`` (``CHECKPOINT_COLUMNS``) when stopped: every checkpoint seen,
   with its end-to-end duration and sizes (Flink keeps the last ``web.checkpoints.history``
-  ones; sampling every second keeps them all).
+  ones; sampling every second keeps them all). ``trigger_ms`` and ``ack_ms`` (the latest
+  acknowledgement, = trigger + ``end_to_end_duration_ms``: when the checkpoint can
+  complete) of completed checkpoints time the commits of an exactly-once run's
+  transactions (``sdsbench.analysis.engine_metrics.visible_times``).
 
 A failed request is logged and the tick skipped: the sampler measures the run, it must
 never end it. Rows are flushed every tick, so a killed run keeps what was sampled.

@@ -36,6 +36,25 @@ Definitions (as coded in ``check_results``):
 - ``correct``: every evaluable window is exact and nothing is extra;
 - ``correct_where_not_dropped``: every evaluable window is exact or late-dropped and
   nothing is extra: the results match the truth exactly where no event was dropped.
+
+Completeness at query time (A1, A2; ``at_query_completeness``). A1 and A2 query each
+10 s window once, shortly after its end; their correctness above comes from the recount
+of the complete table after the run. The answers the queries returned are checked as
+well (the ``at_query_*`` keys of the check above), and their completeness is:
+
+- completeness of a (campaign, window) at query time = the window's true counted events
+  present in the answer its query returned (per counted field, the answer capped at the
+  truth) / its true counted events; 0 for a window the answer lacked, NaN for a window
+  with no true counted events. Per-window table: ``at_query_completeness``;
+- completeness of a query (one 10 s window, every campaign) = present events / true
+  events, summed over the window's campaigns;
+- over the steady-state queries (windows in the latency statistics' steady range, see
+  ``sdsbench.analysis.latency``) with at least one true counted event
+  (``at_query_completeness_windows`` of them): ``at_query_completeness_mean`` and
+  ``_min``; ``at_query_complete_windows`` = those of completeness at least
+  ``COMPLETE_AT`` (0.999), ``at_query_complete_share`` = their share. A query that runs
+  before the window's events have arrived (a consumer far behind) returns fast and
+  incomplete: its latency says nothing about a complete answer.
 """
 
 from __future__ import annotations
@@ -50,6 +69,9 @@ import pandas as pd
 from sdsbench.contract import WINDOW_MS
 
 KEY = ["campaign_id", "window_start_ms"]
+# A window's answer counts as complete when it holds at least this share of the window's
+# true events (module docstring).
+COMPLETE_AT = 0.999
 
 
 def final_and_first(
@@ -197,3 +219,55 @@ def check_results(
     per_window = merged.drop(columns="_merge")
     per_window = per_window[per_window["status"] != "empty"].sort_values(KEY)
     return summary, per_window.reset_index(drop=True)
+
+
+def completeness(per_window: pd.DataFrame, fields: Sequence[str]) -> pd.DataFrame:
+    """Per window of a ``check_results`` per-window table: ``truth_events``,
+    ``present_events`` (the final answer, per field capped at the truth and at 0) and
+    ``completeness`` = present / truth (NaN without true events; module docstring)."""
+    fields = list(fields)
+    out = per_window[KEY].copy()
+    truth = np.zeros(len(per_window))
+    present = np.zeros(len(per_window))
+    for f in fields:
+        t = pd.to_numeric(per_window[f"{f}_truth"], errors="coerce").fillna(0).to_numpy(float)
+        a = pd.to_numeric(per_window[f"{f}_final"], errors="coerce").fillna(0).to_numpy(float)
+        truth += t
+        present += np.minimum(np.clip(a, 0, None), t)
+    out["truth_events"] = truth
+    out["present_events"] = present
+    out["completeness"] = np.divide(present, truth, out=np.full(len(truth), np.nan),
+                                    where=truth > 0)
+    return out.reset_index(drop=True)
+
+
+def at_query_completeness(
+    windows: pd.DataFrame, at_query: pd.DataFrame, fields: Sequence[str],
+    threshold: float = COMPLETE_AT,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """A1/A2: completeness of the answers returned at query time (module docstring).
+
+    ``windows``: the run's per-window table with its ``steady`` flag; ``at_query``: the
+    ``check_results`` per-window table of the query-time answers. Returns ``windows`` with
+    a column ``at_query_completeness`` and the run-summary keys ``at_query_completeness_*``,
+    ``at_query_complete_windows`` and ``at_query_complete_share``.
+    """
+    per = completeness(at_query, fields)
+    out = windows.drop(columns=["at_query_completeness"], errors="ignore").merge(
+        per[[*KEY, "completeness"]].rename(columns={"completeness": "at_query_completeness"}),
+        on=KEY, how="left")
+    steady_keys = out.loc[out["steady"].astype(bool), KEY] if len(out) else out[KEY]
+    steady = per.merge(steady_keys, on=KEY, how="inner")
+    queries = steady.groupby("window_start_ms")[["truth_events", "present_events"]].sum()
+    queries = queries[queries["truth_events"] > 0]
+    share = (queries["present_events"] / queries["truth_events"]).to_numpy(float)
+    complete = int((share >= threshold).sum())
+    n = len(share)
+    summary = {
+        "at_query_completeness_windows": float(n),
+        "at_query_completeness_mean": float(share.mean()) if n else math.nan,
+        "at_query_completeness_min": float(share.min()) if n else math.nan,
+        "at_query_complete_windows": float(complete),
+        "at_query_complete_share": complete / n if n else math.nan,
+    }
+    return out, summary

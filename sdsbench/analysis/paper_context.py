@@ -11,27 +11,34 @@ import inspect
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from sdsbench.analysis import (
+    criterion,
     engine_metrics,
     faults,
     flow,
     knee,
     latency,
     oracle,
+    staircase,
     throughput_search,
 )
 from sdsbench.analysis.tables import load_run_summaries, load_searches
+from sdsbench.config import REPO_ROOT, deep_merge
 
 # Targets the project set itself (issues 5 and 6): t_h on this 2-core machine with
 # generator and broker on the same machine. The paper reports whether they were met.
 TH_TARGETS_EPS: dict[str, float] = {"flink": 100_000.0, "spark": 50_000.0}
 # Issue 2: one generator process sustains at least this rate into the broker.
 GENERATOR_TARGET_EPS = 200_000.0
+#: The full profile's overrides: what a lighter profile leaves out is listed against them.
+FULL_PROFILE = REPO_ROOT / "config" / "full.yaml"
 
 
 def _clean(value: Any) -> Any:
@@ -54,9 +61,10 @@ def definitions() -> dict[str, str]:
         "oracle": inspect.getdoc(oracle) or "",
         "faults": inspect.getdoc(faults) or "",
         "search": inspect.getdoc(throughput_search) or "",
-        "criterion": inspect.getdoc(throughput_search.sustainable) or "",
+        "staircase": inspect.getdoc(staircase) or "",
+        "criterion": inspect.getdoc(criterion.sustainable) or "",
         "knee": inspect.getdoc(knee.knee_index) or "",
-        "latency_statistic": throughput_search.LATENCY_STATISTIC,
+        "latency_statistic": criterion.LATENCY_STATISTIC,
         "delay_settings": ", ".join(f"{p}: {k}" for p, k in engine_metrics.DELAY_SETTING.items()),
     }
 
@@ -116,11 +124,18 @@ def _baseline(
 ) -> dict[str, Any]:
     chosen = [r for r in rows if r["run_id"] in ids and r["pipeline"] in ("a1", "a2")]
     chosen.sort(key=lambda r: (r["pipeline"], r["offered_rate_eps"]))
-    knees = {}
+    knees, knee_excluded = {}, {}
     for pipeline, part in _by_pipeline(chosen).items():
-        k = knee.knee_index([r["achieved_rate_eps"] for r in part],
-                            [r.get("query_latency_ms_mean") or math.nan for r in part])
+        # Only points whose answers were complete at query time are knee candidates.
+        args = ([r["achieved_rate_eps"] for r in part],
+                [r.get("query_latency_ms_mean") or math.nan for r in part],
+                [r.get("at_query_complete_share") for r in part])
+        k = knee.knee_index(*args)
         knees[pipeline] = part[k] if k is not None else None
+        knee_excluded[pipeline] = [{"run": part[i], "reason": reason}
+                                   for i, reason in knee.knee_exclusions(*args).items()]
+    incomplete = [r for r in chosen if r.get("query_latency_ms_mean") is not None
+                  and not (r.get("at_query_complete_share") or 0) >= knee.MIN_COMPLETE_SHARE]
     pairs = []
     a1 = {r["offered_rate_eps"]: r for r in chosen if r["pipeline"] == "a1"}
     a2 = {r["offered_rate_eps"]: r for r in chosen if r["pipeline"] == "a2"}
@@ -129,6 +144,8 @@ def _baseline(
     a1_ratios = [r["achieved_ratio"] for r in chosen
                  if r["pipeline"] == "a1" and r.get("achieved_ratio") is not None]
     return {"rows": chosen, "knees": knees, "pairs": pairs,
+            "knee_excluded": knee_excluded, "incomplete_at_query": incomplete,
+            "min_complete_share": knee.MIN_COMPLETE_SHARE,
             "a1_min_ratio": min(a1_ratios) if a1_ratios else None,
             "a1_fell_behind": any(r < 1 - rate_tolerance for r in a1_ratios),
             "a2_lower_query_latency_everywhere": bool(pairs) and all(
@@ -168,22 +185,190 @@ def _correctness(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: order.get(r["pipeline"], 99))
 
 
-def _sweep(rows: list[dict[str, Any]], ids: list[str], x: str) -> dict[str, Any]:
+HEADLINE_P95 = "p95_above_delay/"
+
+
+def _headline(summary_dir: Path) -> list[dict[str, Any]]:
+    """The headline table (``sdsbench.analysis.tables.headline_table``), if built."""
+    path = summary_dir / "headline.csv"
+    return _records(pd.read_csv(path)) if path.exists() else []
+
+
+def _bases(rows: list[dict[str, Any]], headline_p95: dict[str, dict[str, Any]],
+           x: str | None = None) -> list[dict[str, Any]]:
+    """One entry per base run of ``rows`` (its repetitions together): the first
+    repetition's row, its repetitions' rows and its headline row (median p95 above the
+    delay with min-max over the repetitions, pooled p95 and firings); ordered by ``x``."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: int(r.get("repetition") or 1)):
+        base = r.get("base_run_id") or r["run_id"]
+        entry = out.setdefault(base, {"base_run_id": base, "run": r, "runs": [],
+                                      "pipeline": r["pipeline"],
+                                      "headline": headline_p95.get(base)})
+        entry["runs"].append(r)
+    bases = list(out.values())
+    if x is not None:
+        bases.sort(key=lambda b: b["run"].get(x) or 0)
+    return bases
+
+
+def _median_p95(base: dict[str, Any]) -> float:
+    h = base.get("headline")
+    if h is not None and h.get("median") is not None:
+        return float(h["median"])
+    return float(base["run"].get("latency_above_delay_ms_p95") or math.nan)
+
+
+def _sweep(rows: list[dict[str, Any]], ids: list[str], x: str,
+           headline_p95: dict[str, dict[str, Any]]) -> dict[str, Any]:
     chosen = [r for r in rows if r["run_id"] in ids]
     per = {}
     for pipeline, part in _by_pipeline(chosen).items():
-        part = sorted(part, key=lambda r: r.get(x) or 0)
-        first, last = part[0], part[-1]
+        part = sorted(part, key=lambda r: (r.get(x) or 0, int(r.get("repetition") or 1)))
+        bases = _bases(part, headline_p95, x)
+        first, last = bases[0], bases[-1]
         per[pipeline] = {
             "rows": part,
-            "first": first,
-            "last": last,
-            "p95_change_ms": (
-                (last.get("latency_above_delay_ms_p95") or math.nan)
-                - (first.get("latency_above_delay_ms_p95") or math.nan)
-            ),
+            "bases": bases,
+            "first": first["run"],
+            "last": last["run"],
+            # Change of the median p95 above the delay over the repetitions (headline).
+            "p95_change_ms": _median_p95(last) - _median_p95(first),
         }
     return per
+
+
+def _stop_reasons(stop_reason: str | None) -> list[str]:
+    """The per-repetition stop reasons of a combined search ("rep 1: ...; rep 2: ...")."""
+    return [p for p in re.split(r"; (?=rep \d+: )", stop_reason or "") if p]
+
+
+def _th_entry(s: dict[str, Any]) -> dict[str, Any]:
+    """What the paper says about one search (printed by ``paper_format.th``)."""
+    kinds = [t.get("kind", "steady") for t in s["trials"]]
+    return {
+        "search_id": s["search_id"], "pipeline": s["pipeline"], "process": s["process"],
+        "t_h_eps": s["t_h_eps"], "lower_bound": s["t_h_is_lower_bound"],
+        "t_h_min_eps": s.get("t_h_min_eps"), "t_h_max_eps": s.get("t_h_max_eps"),
+        "t_h_values_eps": s.get("t_h_values_eps"),
+        "repetitions": s.get("repetitions", 1),
+        "interval_eps": s.get("interval_eps") or [s["t_h_eps"],
+                                                  s["lowest_failing_rate_eps"]],
+        "trials": len(s["trials"]),
+        "staircases": sum(1 for k in kinds if k == "staircase"),
+        "steady_trials": sum(1 for k in kinds if k != "staircase"),
+        "stop_reason": s["stop_reason"],
+        "stop_reasons": _stop_reasons(s["stop_reason"]),
+        "lowest_failing_rate_eps": s["lowest_failing_rate_eps"],
+        "verdicts_changed": s.get("verdicts_changed", []),
+    }
+
+
+def _at_multiples(row: dict[str, Any], multiples: list[float]) -> list[dict[str, Any]]:
+    """The at-threshold runs of one stress-table row, one entry per multiple k of t_h
+    (the row's ``x<k>_`` columns without the prefix)."""
+    out = []
+    for multiple in multiples:
+        prefix = f"x{multiple:g}_"
+        if row.get(f"{prefix}run_id") is None:
+            continue
+        out.append({"multiple": multiple,
+                    **{k.removeprefix(prefix): v for k, v in row.items()
+                       if k.startswith(prefix)}})
+    return out
+
+
+def _group_runs(config: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The blocks of every group of runs (the at-threshold runs and faults as one block)."""
+    from sdsbench.experiments import AT_THRESHOLD, FAULTS
+
+    exp = config["experiments"]
+    out = {g: list(blocks or []) for g, blocks in exp["groups"].items()}
+    out[AT_THRESHOLD] = [exp[AT_THRESHOLD]]
+    faults = exp.get(FAULTS) or {}
+    out[FAULTS] = [{**b, "duration_s": faults.get("duration_s")}
+                   for b in faults.get("blocks") or []]
+    return out
+
+
+#: How the paper names the groups of runs (sdsbench.experiments).
+GROUP_LABELS = {"baseline": "A1/A2 baseline", "event_time": "event time",
+                "parallelism": "parallelism", "watermark_delay": "watermark delay",
+                "at_threshold": "MMPP at multiples of t_h", "faults": "faults"}
+
+
+def _values(values: Any) -> str:
+    def one(v: Any) -> str:
+        return f"{v:g}" if isinstance(v, float | int) and not isinstance(v, bool) else str(v)
+
+    distinct = sorted({one(v) for v in values}, key=lambda v: (len(v), v))
+    return ", ".join(distinct) if distinct else "none"
+
+
+def profile_facts(config: dict[str, Any]) -> dict[str, str]:
+    """What a profile runs, as comparable text (``leaves_out``)."""
+    from sdsbench.experiments import FAULTS, repetitions_of, run_groups
+
+    facts: dict[str, str] = {}
+    groups = run_groups(config)
+    run_s = config["run"]["duration_s"]
+    for key, blocks in _group_runs(config).items():
+        group = GROUP_LABELS.get(key, key)
+        if not blocks:
+            facts[f"{group}: runs"] = "0"
+            continue
+        facts[f"{group}: runs, repetitions included"] = str(len(groups.get(key, [])))
+        facts[f"{group}: repetitions of each run"] = _values(
+            [repetitions_of(config, b) for b in blocks] if key != FAULTS else [1])
+        facts[f"{group}: seconds of input per run"] = _values(
+            [b.get("duration_s") or run_s for b in blocks])
+        facts[f"{group}: pipelines"] = _values(p for b in blocks for p in b["pipelines"])
+        facts[f"{group}: arrival processes"] = _values(
+            p for b in blocks for p in b.get("processes") or [b.get("process")])
+    facts["warm-up left out of latency statistics, s"] = _values(
+        [config["experiments"]["warmup_s"]])
+    search = config["search"]
+    facts["t_h search: arrival processes"] = _values(search["processes"])
+    facts["t_h search: repetitions"] = _values([search.get("repetitions") or 1])
+    facts["t_h search: staircase step factor (the interval's width)"] = _values(
+        [search["step_factor"]])
+    facts["t_h search: staircase steps x seconds per step"] = (
+        f"{search['steps']} x {float(search['step_s']):g}")
+    facts["t_h search: steady confirmation trials per repetition"] = _values(
+        [search["confirm_trials"]])
+    facts["t_h search: seconds of input per steady trial"] = _values(
+        [search["trial_duration_s"]])
+    bench = config["experiments"].get("generator_bench") or {}
+    if bench.get("enabled"):
+        facts["generator benchmark: producer processes"] = _values(bench["processes"])
+        facts["generator benchmark: compression"] = _values(bench["compression"])
+    return facts
+
+
+def full_profile(config: dict[str, Any], path: str | Path | None = FULL_PROFILE
+                 ) -> dict[str, Any] | None:
+    """The full profile as ``make full`` builds it from this configuration (this one with
+    the overrides of ``path``); None for the full profile itself or without the file."""
+    if path is None or config.get("profile") == "full" or not Path(path).exists():
+        return None
+    return deep_merge(config, yaml.safe_load(Path(path).read_text()) or {})
+
+
+def leaves_out(config: dict[str, Any], full: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Every fact of ``profile_facts`` in which this profile differs from the full one."""
+    if full is None:
+        return []
+    mine, theirs = profile_facts(config), profile_facts(full)
+    return [{"what": k, "this": mine.get(k, "none"), "full": theirs.get(k, "none")}
+            for k in dict.fromkeys([*mine, *theirs]) if mine.get(k) != theirs.get(k)]
+
+
+def _repetitions_by_group(config: dict[str, Any]) -> list[dict[str, Any]]:
+    from sdsbench.experiments import FAULTS, repetitions_of
+
+    return [{"group": GROUP_LABELS.get(g, g),
+             "repetitions": _values([repetitions_of(config, b) for b in blocks])}
+            for g, blocks in _group_runs(config).items() if blocks and g != FAULTS]
 
 
 def _strategies(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -213,9 +398,10 @@ def _strategies(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def build_context(
     summary_dir: str | Path, figures_dir: str | Path, out_dir: str | Path,
-    config: dict[str, Any],
+    config: dict[str, Any], full_profile_path: str | Path | None = FULL_PROFILE,
 ) -> dict[str, Any]:
-    """The template context (module docstring)."""
+    """The template context (module docstring). ``full_profile_path``: the full profile's
+    overrides, against which the paper lists what a lighter profile leaves out."""
     from sdsbench.experiments import expand_runs, run_groups, searches
     from sdsbench.plots import common as plot_common
 
@@ -241,14 +427,25 @@ def build_context(
         figures.append({"name": name, "caption": module.CAPTION,
                         "png": os.path.relpath(png, out_dir),
                         "pdf": os.path.relpath(figures_dir / f"{name}.pdf", out_dir)})
-    th = {}
+    th: dict[str, dict[str, Any]] = {}
     for s in search_results:
-        th.setdefault(s["pipeline"], {})[s["process"]] = {
-            "t_h_eps": s["t_h_eps"], "lower_bound": s["t_h_is_lower_bound"],
-            "trials": len(s["trials"]), "stop_reason": s["stop_reason"],
-            "lowest_failing_rate_eps": s["lowest_failing_rate_eps"],
-            "verdicts_changed": s.get("verdicts_changed", []),
-        }
+        th.setdefault(s["pipeline"], {})[s["process"]] = _th_entry(s)
+    multiples = [float(m) for m in config["experiments"]["at_threshold"]["multiples"]]
+    stress_rows = _records(stress)
+    for row in stress_rows:
+        row["th"] = th.get(row["pipeline"], {}).get(row["process"]) or row
+        row["at"] = _at_multiples(row, multiples)
+    headline = _headline(summary_dir)
+    headline_p95 = {r["subject"]: r for r in headline
+                    if str(r.get("key", "")).startswith(HEADLINE_P95)}
+    by_id = {r["run_id"]: r for r in rows}
+    fault_rows = _records(pd.read_csv(summary_dir / "faults.csv")) \
+        if (summary_dir / "faults.csv").exists() else []
+    for row in fault_rows:  # the firings beside the faults table's latencies
+        for key, run_id in (("", row["run_id"]), ("reference_", row.get("reference_run"))):
+            row[f"{key}latency_from_window_end_ms_firings"] = (
+                by_id.get(run_id) or {}).get("latency_from_window_end_ms_firings")
+    full = full_profile(config, full_profile_path)
     targets = []
     for pipeline, target in TH_TARGETS_EPS.items():
         spp = th.get(pipeline, {}).get("spp")
@@ -258,8 +455,11 @@ def build_context(
         met = value is not None and value >= target
         # A lower bound below the target decides nothing: the search stopped too early.
         verdict = "met" if met else ("undecided" if spp["lower_bound"] else "not met")
+        low = spp.get("t_h_min_eps")
         targets.append({"pipeline": pipeline, "target_eps": target, "t_h_eps": value,
-                        "met": met, "verdict": verdict})
+                        "met": met, "verdict": verdict, "th": spp,
+                        # met by the median, but not by every repetition
+                        "met_by_all": met and (low is None or low >= target)})
     at_threshold = [r for r in rows if r["run_id"] in groups.get("at_threshold", [])]
     generator_bench = None
     if bench_on and (bench_dir / "sustained.csv").exists():
@@ -284,15 +484,24 @@ def build_context(
         "baseline": _baseline(rows, groups.get("baseline", []),
                               float(config["search"]["rate_tolerance"])),
         "event_time": [r for r in rows if r["run_id"] in groups.get("event_time", [])],
+        "event_time_bases": _bases(
+            [r for r in rows if r["run_id"] in groups.get("event_time", [])], headline_p95),
+        "headline": headline,
+        "headline_p95": headline_p95,
+        "repetitions_by_group": _repetitions_by_group(config),
+        "full_profile": full,
+        "leaves_out": leaves_out(config, full),
         "at_threshold": at_threshold,
         "searches": search_results,
-        "stress": _records(stress),
+        "stress": stress_rows,
+        "threshold_multiples": multiples,
         "t_h": th,
         "targets": targets,
         "correctness": _correctness(rows),
-        "parallelism": _sweep(rows, groups.get("parallelism", []), "parallelism"),
+        "parallelism": _sweep(rows, groups.get("parallelism", []), "parallelism",
+                              headline_p95),
         "watermark_sweep": _sweep(rows, groups.get("watermark_delay", []),
-                                  "configured_delay_ms"),
+                                  "configured_delay_ms", headline_p95),
         "strategies": _strategies(config),
         "figures": figures,
         "figure": {f["name"]: f for f in figures},
@@ -301,6 +510,5 @@ def build_context(
         "generator_bench": generator_bench,
         # The faults table (sdsbench.analysis.faults; rules/faults.smk), when the profile
         # has a faults group.
-        "faults": _records(pd.read_csv(summary_dir / "faults.csv"))
-        if (summary_dir / "faults.csv").exists() else [],
+        "faults": fault_rows,
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,88 @@ def yn(x: Any) -> str:
     return "n/a" if _is_missing(x) else ("yes" if x else "no")
 
 
+#: A latency statistic resting on fewer steady-state window firings than this is marked
+#: ``FEW_FIRINGS_MARK`` and is indicative only.
+MIN_FIRINGS = 5
+FEW_FIRINGS_MARK = "\u2020"  # dagger
+
+
+def few_firings(firings: Any) -> bool:
+    """True when a statistic rests on fewer than MIN_FIRINGS firings (or an unknown number)."""
+    return _is_missing(firings) or float(firings) < MIN_FIRINGS
+
+
+def nf(x: Any, firings: Any, digits: int = 0) -> str:
+    """A latency statistic with the steady-state window firings it rests on: "812 (7)";
+    marked "812 (3)" + FEW_FIRINGS_MARK below MIN_FIRINGS firings; "n/a" when missing."""
+    if _is_missing(x):
+        return "n/a"
+    count = "n/a" if _is_missing(firings) else f"{float(firings):,.0f}"
+    return f"{n(x, digits)} ({count})" + (FEW_FIRINGS_MARK if few_firings(firings) else "")
+
+
+def firings_note() -> str:
+    """The note beside every table or text that prints latencies with ``nf``."""
+    return (f"Latencies as value (steady firings): the number of distinct steady-state "
+            f"windows the statistic rests on; {FEW_FIRINGS_MARK} fewer than {MIN_FIRINGS} "
+            f"steady firings: indicative only.")
+
+
+def repetitions(count: Any) -> str:
+    """A count of repetitions in words: "3 repetitions", "1 repetition"."""
+    if _is_missing(count):
+        return "n/a repetitions"
+    count = int(count)
+    return f"{count} repetition" + ("" if count == 1 else "s")
+
+
+def spread(median: Any, lo: Any, hi: Any, count: Any = None, digits: int = 0) -> str:
+    """A median over repetitions with its range: "812 [700-900]"; a single repetition
+    (``count`` 1) prints the value alone; "n/a" when missing."""
+    if _is_missing(median):
+        return "n/a"
+    text = n(median, digits)
+    single = not _is_missing(count) and int(count) <= 1
+    if not single and not _is_missing(lo) and not _is_missing(hi):
+        text += f" [{n(lo, digits)}-{n(hi, digits)}]"
+    return text
+
+
+def th(x: Mapping[str, Any]) -> str:
+    """Sustainable throughput t_h as the paper prints it everywhere: the median over the
+    search's repetitions with its [min-max], how many repetitions, and the interval
+    [highest pass, lowest fail) of the median repetition; a lower bound says so.
+
+    ``x``: a search result or a row of the stress table (t_h_eps, t_h_min_eps,
+    t_h_max_eps, t_h_values_eps, repetitions, interval_eps or lowest_failing_rate_eps,
+    t_h_is_lower_bound or lower_bound)."""
+    value = x.get("t_h_eps")
+    reps = 1 if _is_missing(x.get("repetitions")) else int(x.get("repetitions"))
+    if _is_missing(value):
+        return f"none found: no rate tried passed ({repetitions(reps)})"
+    values = x.get("t_h_values_eps")
+    found = reps if not values else sum(1 for v in values if not _is_missing(v))
+    lower = x.get("lower_bound", x.get("t_h_is_lower_bound"))
+    lower = bool(lower) and not _is_missing(lower)
+    text = ("at least " if lower else "") + spread(value, x.get("t_h_min_eps"),
+                                                    x.get("t_h_max_eps"), found)
+    if reps <= 1:
+        text += " events/s (one repetition)"
+    elif found == reps:
+        text += f" events/s (median of {repetitions(reps)})"
+    else:
+        text += f" events/s (median of the {found} of {repetitions(reps)} that found a rate)"
+    interval = list(x.get("interval_eps") or [value, x.get("lowest_failing_rate_eps")])
+    low = value if _is_missing(interval[0]) else interval[0]
+    if _is_missing(interval[1]):
+        return text + f", interval [{n(low)}, none failed): a lower bound, no rate tried failed"
+    return text + f", interval [{n(low)}, {n(interval[1])})"
+
+
 _TEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "<": r"\textless{}", ">": r"\textgreater{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", FEW_FIRINGS_MARK: r"\textdagger{}",
 }
 _TEX_RE = re.compile("|".join(re.escape(c) for c in _TEX_SPECIALS))
 
@@ -175,5 +253,7 @@ def render(template_dir: str | Path, template: str, fmt: Markdown | Latex,
     helpers = {name: getattr(fmt, name) for name in
                ("sec", "subsec", "b", "c", "quote", "ul", "fig", "tab")}
     helpers |= {"n": n, "k": k, "pct": pct, "yn": yn, "fmt": fmt.name,
-                "missing": _is_missing}
+                "missing": _is_missing, "nf": nf, "few_firings": few_firings,
+                "firings_note": firings_note, "min_firings": MIN_FIRINGS,
+                "repetitions": repetitions, "spread": spread, "th": th}
     return env.get_template(template).render(**context, **helpers)

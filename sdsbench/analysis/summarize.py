@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from sdsbench.analysis import engine_metrics, flow, latency, oracle
+from sdsbench.analysis import engine_metrics, flow, latency, oracle, staircase
+from sdsbench.analysis.criterion import Criterion, sustainable
 from sdsbench.analysis.rundata import RunData, RunDataError, load_run
-from sdsbench.analysis.throughput_search import Criterion, sustainable
 from sdsbench.contract import WINDOW_MS
 
 SERIES_COLUMNS = ("time_ms", "metric", "value")
@@ -51,21 +51,24 @@ def _sent_on_schedule(run: RunData) -> float:
 
 
 def _results_view(run: RunData) -> tuple[pd.DataFrame, str, str | None]:
-    """The results table, its visible-time column and its output-order column."""
+    """The results table, its visible-time column and its output-order column. The
+    visible time of every record (``visible_ms``) is ``engine_metrics.visible_times``:
+    the append time (A3, Spark, Flink at-least-once), the query end (A1, A2) or the
+    commit of its transaction (Flink exactly-once)."""
     results = run.results
     if run.pipeline in engine_metrics.CONTRACT_PIPELINES:
         needed = ("campaign_id", "window_start_ms", "views", "clicks", "max_insertion_ms",
                   "append_time_ms")
         order = "offset" if "offset" in results.columns else "append_time_ms"
-        visible = "append_time_ms"
     else:
         needed = ("campaign_id", "window_start_ms", "clicks", "max_insertion_ms",
                   "query_end_ms")
-        order = visible = "query_end_ms"
+        order = "query_end_ms"
     missing = [c for c in needed if c not in results.columns]
     if missing:
         raise RunDataError(f"run {run.path}: results.csv lacks columns {missing}")
-    return results, visible, order
+    results = results.assign(visible_ms=engine_metrics.visible_times(run, results))
+    return results, "visible_ms", order
 
 
 def _resource_stats(run: RunData, start_ms: float, end_ms: float) -> dict[str, float]:
@@ -156,6 +159,8 @@ def summarize_run(
 
     summary: dict[str, Any] = {
         "run_id": spec["run_id"],
+        "base_run_id": spec.get("base_run_id", spec["run_id"]),
+        "repetition": int(spec.get("repetition", 1)),
         "pipeline": pipeline,
         "process": spec["arrival"]["process"],
         "offered_rate_eps": offered,
@@ -176,13 +181,19 @@ def summarize_run(
         summary["events_sent_on_schedule"] / scheduled if scheduled else math.nan
     )
     summary["achieved_rate_eps"] = summary["events_sent_on_schedule"] / summary["duration_s"]
-    summary |= flow.lag_flow(run.metric("lag"), start_ms, end_ms)
+    summary |= flow.lag_flow(run.metric("lag"), start_ms, end_ms, warmup_s)
+    summary |= flow.mmpp_flow(run.mmpp_states, summary["duration_s"])
 
     results, visible, order = _results_view(run)
     windows = latency.window_latencies(results, visible, delay_ms)
     mask = latency.steady_mask(windows, start_ms, end_ms, delay_ms, warmup_s)
     summary |= latency.latency_summary(windows, mask)
-    summary |= latency.query_latency_summary(run.metric("queries"))
+    summary |= latency.latency_trend(windows, mask)
+    steady_starts = latency.steady_window_starts(start_ms, end_ms, delay_ms, warmup_s)
+    fired = set(windows.loc[mask, "window_start_ms"].astype(int)) if len(windows) else set()
+    summary["steady_windows_expected"] = float(len(steady_starts))
+    summary["steady_windows_missing"] = float(len(set(steady_starts) - fired))
+    summary |= latency.query_latency_summary(run.metric("queries"), steady_starts)
 
     horizon = engine_metrics.fire_horizon_ms(run, end_ms, delay_ms)
     dropped = engine_metrics.dropped_late_events(run, fields)
@@ -191,6 +202,7 @@ def summarize_run(
         truth, results, fields, order=order, horizon_ms=horizon, dropped_reported=dropped,
         dropped=engine_metrics.dropped_per_window(run),
     )
+    at_query_windows = per_window if run.final_counts is not None else None
     if run.final_counts is not None:
         # A1/A2: the query-time answers may miss rows that landed after their query; the
         # recount of the complete table after the run is the pipeline's final answer.
@@ -206,6 +218,8 @@ def summarize_run(
     summary["rejected_events"] = _rejects_total(run)
     summary |= _resource_stats(run, start_ms, end_ms)
     summary |= _watermark_stats(run, start_ms, end_ms)
+    summary |= flow.watermark_lag_slope(engine_metrics.watermark_series(run),
+                                        start_ms + warmup_s * 1000.0, end_ms)
     summary |= engine_metrics.indicators(run)
     if "search" in config:
         verdict = sustainable(summary, Criterion.from_config(config["search"]))
@@ -215,6 +229,9 @@ def summarize_run(
     windows = windows.merge(status, on=["campaign_id", "window_start_ms"], how="outer")
     windows["window_end_ms"] = windows["window_start_ms"] + WINDOW_MS
     windows["steady"] = latency.steady_mask(windows, start_ms, end_ms, delay_ms, warmup_s)
+    if at_query_windows is not None:  # A1/A2: how complete the query-time answers were
+        windows, at_query = oracle.at_query_completeness(windows, at_query_windows, fields)
+        summary |= at_query
     return summary, windows, _series(run, start_ms)
 
 
@@ -271,33 +288,50 @@ def summarize_search(
     result: dict[str, Any], trials_dir: str | Path, config: dict[str, Any]
 ) -> dict[str, Any]:
     """The search result with every trial re-analysed by the current code. The verdict the
-    search acted on is kept (``sustainable``); ``sustainable_now`` is today's analysis."""
+    search acted on is kept (``verdict``, ``sustainable``); ``verdict_now`` and
+    ``sustainable_now`` are today's analysis (for a staircase: its region today)."""
     trials_dir = Path(trials_dir)
     criterion = Criterion.from_config(config["search"])
     trials = []
     provenance = None
     for trial in result["trials"]:
         run_id = trial["summary"].get("run_id")
-        entry = {k: trial[k] for k in ("rate_eps", "sustainable", "reasons")}
+        entry = {k: trial.get(k) for k in ("rate_eps", "kind", "verdict", "sustainable",
+                                             "reasons", "repetition", "steps")}
         entry["run_id"] = run_id
         run_dir = trials_dir / str(run_id)
         if "failed" not in trial["summary"] and run_dir.is_dir():
             summary, _, _ = summarize_run(run_dir, config)
-            verdict = sustainable(summary, criterion)
-            entry["sustainable_now"] = verdict["sustainable"]
-            entry["reasons_now"] = verdict["reasons"]
+            if trial.get("kind") == "staircase":
+                stair = staircase.analyse_staircase(
+                    load_run(run_dir), float(summary["configured_delay_ms"]),
+                    criterion.latency_bound_ms, criterion.rate_tolerance,
+                    float(config["search"].get("generator_behind_max_ms", 500)))
+                entry["verdict_now"] = "region"
+                entry["sustainable_now"] = None
+                entry["reasons_now"] = stair["reason"]
+                entry["steps_now"] = stair["steps"]
+                entry["region_now"] = [stair["highest_pass_eps"], stair["lowest_fail_eps"]]
+            else:
+                verdict = sustainable(summary, criterion)
+                entry["verdict_now"] = verdict.get(
+                    "verdict", "pass" if verdict["sustainable"] else "fail")
+                entry["sustainable_now"] = verdict["sustainable"]
+                entry["reasons_now"] = verdict["reasons"]
             entry["row"] = {k: _json_safe(v) for k, v in summary.items()}
             if provenance is None:
                 provenance = provenance_digest(
                     json.loads((run_dir / "provenance.json").read_text()))
         else:
+            entry["verdict_now"] = "fail"
             entry["sustainable_now"] = False
-            entry["reasons_now"] = trial["reasons"]
+            entry["reasons_now"] = trial.get("reasons")
             entry["row"] = None
         trials.append(entry)
     out = {k: v for k, v in result.items() if k != "trials"}
     out["trials"] = trials
     out["verdicts_changed"] = [t["run_id"] for t in trials
-                               if t["sustainable"] != t["sustainable_now"]]
+                               if t.get("kind") != "staircase"
+                               and t["sustainable"] != t["sustainable_now"]]
     out["provenance"] = provenance
     return out

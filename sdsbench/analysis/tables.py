@@ -3,7 +3,10 @@
 - ``runs``: one row per run of the matrix (group membership in ``groups``);
 - ``search``: one row per trial of every t_h search, with the search's t_h;
 - ``stress``: per pipeline and search: t_h, and the runs at multiples of t_h;
-- ``correctness``: per run, the oracle's counts against the generator's truth.
+- ``correctness``: per run, the oracle's counts against the generator's truth;
+- ``headline``: the numbers the paper compares, each over its repetitions (median, min,
+  max, the values, the steady-state firings it rests on); the reproducibility check
+  (``sdsbench.analysis.reproducibility``) compares two such tables.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ CORRECTNESS_COLUMNS = (
     "correct_where_not_dropped",
 )
 SEARCH_COLUMNS = (
-    "search_id", "pipeline", "process", "rate_eps", "run_id", "sustainable", "sustainable_now",
+    "search_id", "pipeline", "process", "repetition", "kind", "rate_eps", "run_id", "verdict",
+    "verdict_now", "sustainable", "sustainable_now",
     "reasons", "latency_above_delay_ms_p50", "latency_above_delay_ms_p95",
     "latency_above_delay_ms_p99", "latency_from_window_end_ms_p95",
     "latency_from_last_insertion_ms_p95", "lag_slope_eps", "lag_final", "achieved_ratio",
@@ -40,6 +44,17 @@ THRESHOLD_COLUMNS = (
     "criterion_sustainable", "correct", "spark_batch_duration_ms_p95",
     "flink_backpressured_ms_per_s_mean", "flink_checkpoint_ms_max",
 )
+# Beside every latency statistic: what it rests on; beside every rate: what was realised.
+STEADY_COLUMNS = (
+    "latency_above_delay_ms_firings", "steady_windows_missing", "achieved_rate_eps",
+    "mmpp_high_share",
+)
+HEADLINE_COLUMNS = (
+    "key", "metric", "subject", "group", "pipeline", "unit", "median", "lo", "hi",
+    "n_repetitions", "pooled", "firings", "interval_lo", "interval_hi", "lower_bound", "values",
+)
+HEADLINE_GROUPS = ("event_time", "parallelism", "watermark_delay")
+HEADLINE_LATENCY = "latency_above_delay_ms"
 
 
 def load_run_summaries(summary_dir: str | Path, run_ids: list[str]) -> list[dict[str, Any]]:
@@ -73,9 +88,12 @@ def search_table(searches: list[dict[str, Any]]) -> pd.DataFrame:
     for s in searches:
         for t in s["trials"]:
             row = {"search_id": s["search_id"], "pipeline": s["pipeline"],
-                   "process": s["process"], "rate_eps": t["rate_eps"], "run_id": t["run_id"],
+                   "process": s["process"], "repetition": t.get("repetition", 1),
+                   "kind": t.get("kind", "steady"), "rate_eps": t["rate_eps"],
+                   "run_id": t["run_id"], "verdict": t.get("verdict"),
+                   "verdict_now": t.get("verdict_now"),
                    "sustainable": t["sustainable"], "sustainable_now": t["sustainable_now"],
-                   "reasons": t["reasons"], "t_h_eps": s["t_h_eps"],
+                   "reasons": t.get("reasons_now") or t["reasons"], "t_h_eps": s["t_h_eps"],
                    "t_h_is_lower_bound": s["t_h_is_lower_bound"]}
             for key in SEARCH_COLUMNS:
                 if key not in row:
@@ -95,6 +113,8 @@ def stress_table(
         row: dict[str, Any] = {
             "search_id": s["search_id"], "pipeline": s["pipeline"], "process": s["process"],
             "t_h_eps": s["t_h_eps"], "t_h_is_lower_bound": s["t_h_is_lower_bound"],
+            "t_h_min_eps": s.get("t_h_min_eps"), "t_h_max_eps": s.get("t_h_max_eps"),
+            "repetitions": s.get("repetitions", 1),
             "lowest_failing_rate_eps": s["lowest_failing_rate_eps"],
             "relative_gap": s["relative_gap"], "trials": len(s["trials"]),
             "stop_reason": s["stop_reason"],
@@ -108,10 +128,60 @@ def stress_table(
             multiple = basis_search[1].removesuffix("x")
             row[f"x{multiple}_run_id"] = run_id
             row[f"x{multiple}_process"] = run["process"]
-            for key in THRESHOLD_COLUMNS:
+            for key in THRESHOLD_COLUMNS + STEADY_COLUMNS:
                 row[f"x{multiple}_{key}"] = run.get(key, math.nan)
         out.append(row)
     return pd.DataFrame(out)
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not clean:
+        return {"median": math.nan, "lo": math.nan, "hi": math.nan, "n_repetitions": 0,
+                "values": ""}
+    return {"median": float(pd.Series(clean).median()), "lo": min(clean), "hi": max(clean),
+            "n_repetitions": len(clean), "values": ";".join(f"{v:g}" for v in clean)}
+
+
+def headline_table(
+    searches: list[dict[str, Any]], rows: list[dict[str, Any]], groups: dict[str, list[str]],
+    windows: dict[str, pd.DataFrame],
+) -> pd.DataFrame:
+    """The headline numbers (module docstring): t_h of every search, and the p95 latency
+    above the delay of every run of the event_time, parallelism and watermark_delay
+    groups over its repetitions. ``median``/``lo``/``hi`` are over the repetitions'
+    own values; ``pooled`` is the p95 over the steady windows of all repetitions together
+    and ``firings`` the number of window firings it rests on."""
+    out = []
+    for s in searches:
+        interval = s.get("interval_eps") or [None, None]
+        values = s.get("t_h_values_eps") or [s["t_h_eps"]]
+        out.append({"key": f"t_h/{s['search_id']}", "metric": "t_h_eps",
+                    "subject": s["search_id"], "group": "search", "pipeline": s["pipeline"],
+                    "unit": "ev/s", **_spread(values) | {"median": s["t_h_eps"]},
+                    "pooled": math.nan,
+                    "firings": math.nan, "interval_lo": interval[0], "interval_hi": interval[1],
+                    "lower_bound": bool(s["t_h_is_lower_bound"])})
+    by_base: dict[str, list[dict[str, Any]]] = {}
+    member = {r for g in HEADLINE_GROUPS for r in groups.get(g, [])}
+    for row in rows:
+        if row["run_id"] in member:
+            by_base.setdefault(row.get("base_run_id") or row["run_id"], []).append(row)
+    for base, reps in by_base.items():
+        group = next(g for g in HEADLINE_GROUPS if reps[0]["run_id"] in groups.get(g, []))
+        steady = [w[w["steady"].astype(bool)] for r in reps
+                  if (w := windows.get(r["run_id"])) is not None and "steady" in w]
+        pooled = pd.concat(steady) if steady else pd.DataFrame()
+        column = f"{HEADLINE_LATENCY}_ms"
+        has = len(pooled) and column in pooled and pooled[column].notna().any()
+        firings = sum(float(r.get(f"{HEADLINE_LATENCY}_ms_firings") or 0) for r in reps)
+        out.append({"key": f"p95_above_delay/{base}", "metric": f"{column}_p95",
+                    "subject": base, "group": group, "pipeline": reps[0]["pipeline"],
+                    "unit": "ms", **_spread([r.get(f"{column}_p95") for r in reps]),
+                    "pooled": float(pooled[column].quantile(0.95)) if has else math.nan,
+                    "firings": firings, "interval_lo": math.nan, "interval_hi": math.nan,
+                    "lower_bound": False})
+    return pd.DataFrame(out, columns=list(HEADLINE_COLUMNS))
 
 
 def correctness_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -135,4 +205,9 @@ def build_table(name: str, summary_dir: str | Path, config: dict[str, Any]) -> p
                             load_run_summaries(summary_dir, run_ids), groups)
     if name == "correctness":
         return correctness_table(load_run_summaries(summary_dir, run_ids))
+    if name == "headline":
+        windows = {r: pd.read_csv(Path(summary_dir) / "windows" / f"{r}.csv")
+                   for g in HEADLINE_GROUPS for r in groups.get(g, [])}
+        return headline_table(load_searches(summary_dir, search_ids),
+                              load_run_summaries(summary_dir, run_ids), groups, windows)
     raise ValueError(f"unknown table {name!r}")

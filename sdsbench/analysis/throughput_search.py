@@ -1,246 +1,181 @@
 """The automatic sustainable-throughput search: t_h of one pipeline under one arrival process.
 
-A trial is a complete run (``sdsbench.runner.execute_run``) at one offered rate, for
-``search.trial_duration_s`` seconds, analysed like any run (``sdsbench.analysis.summarize``).
-The search ramps the rate up (x2) from ``search.start_rate_eps`` until a trial fails,
-or down (/2) until one passes, then bisects between the highest passing and the lowest
-failing rate until (fail - pass) / pass <= ``search.tolerance`` or ``search.max_trials``
-trials have run. t_h is the highest passing rate below the lowest failing one. A search
-that passes at ``search.max_rate_eps`` reports t_h as a lower bound; one that fails at
-``search.min_rate_eps`` reports none.
+One repetition of the search is:
+
+1. a staircase run: one engine run whose offered rate starts at ``search.start_rate_eps``
+   (or the pipeline's ``search.start_rates_eps``) and is multiplied by
+   ``search.step_factor`` every ``search.step_s`` seconds for ``search.steps`` steps;
+   ``sdsbench.analysis.staircase`` finds the step from which the backlog grows for good,
+   giving the region [highest passing step, lowest failing step) in one job start;
+2. steady confirmation trials (complete runs of ``search.trial_duration_s`` at one
+   rate, judged by ``sdsbench.analysis.criterion``) at both ends of the region, moving it
+   a step down or up when a trial disagrees, at most ``search.confirm_trials`` of them.
+
+t_h of the repetition is the highest passing rate; the interval [t_h, lowest failing
+rate) and why the search stopped are reported. A staircase that never fails gives t_h as
+a lower bound. The workflow runs ``search.repetitions`` repetitions (interleaved with
+the other pipelines' searches) and ``combine_repetitions`` reports their median and
+spread.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
+
+from sdsbench.analysis.criterion import Criterion, sustainable  # noqa: F401
 
 log = logging.getLogger("sdsbench.search")
 
-#: The latency statistic the criterion bounds (a key of a run summary).
-LATENCY_STATISTIC = "latency_above_delay_ms_p95"
 #: Rates are rounded to this many events/s so run ids stay readable.
 RATE_QUANTUM_EPS = 100
 
 
 @dataclass(frozen=True)
-class Criterion:
-    """The thresholds of ``sustainable`` (config section ``search``)."""
-
-    latency_bound_ms: float = 1000.0
-    lag_slope_max_fraction: float = 0.01
-    final_lag_max_s: float = 1.0
-    rate_tolerance: float = 0.01
-
-    @classmethod
-    def from_config(cls, search: dict[str, Any]) -> Criterion:
-        return cls(
-            latency_bound_ms=float(search["latency_bound_ms"]),
-            lag_slope_max_fraction=float(search["lag_slope_max_fraction"]),
-            final_lag_max_s=float(search["final_lag_max_s"]),
-            rate_tolerance=float(search["rate_tolerance"]),
-        )
-
-
-def sustainable(summary: dict[str, Any], criterion: Criterion) -> dict[str, Any]:
-    """A run is sustainable when all three hold:
-
-    1. latency: the p95 over windows of (latency from window end - the configured
-       watermark delay) is at most ``latency_bound_ms``;
-    2. lag does not grow: the least-squares slope of the consumer lag over the second
-       half of the generator's run is at most ``lag_slope_max_fraction`` x the offered
-       rate (events/s per second), OR the lag at the generator's end is at most
-       ``final_lag_max_s`` x the offered rate (at most that many seconds of input behind);
-    3. the generator kept up: events sent are within ``rate_tolerance`` of events
-       scheduled (|sent / scheduled - 1| <= rate_tolerance).
-
-    A run without window results, or without a lag measurement, is not sustainable
-    (nothing shows that it is).
-    """
-    offered = float(summary["offered_rate_eps"])
-    latency = float(summary.get(LATENCY_STATISTIC, math.nan))
-    latency_ok = not math.isnan(latency) and latency <= criterion.latency_bound_ms
-    slope = float(summary.get("lag_slope_eps", math.nan))
-    final = float(summary.get("lag_final", math.nan))
-    slope_ok = not math.isnan(slope) and slope <= criterion.lag_slope_max_fraction * offered
-    final_ok = not math.isnan(final) and final <= criterion.final_lag_max_s * offered
-    lag_ok = slope_ok or final_ok
-    ratio = float(summary.get("achieved_ratio", math.nan))
-    rate_ok = not math.isnan(ratio) and abs(ratio - 1.0) <= criterion.rate_tolerance
-    reasons = []
-    if not latency_ok:
-        reasons.append(
-            "no window latency measured" if math.isnan(latency)
-            else f"p95 latency above delay {latency:.0f} ms > {criterion.latency_bound_ms:.0f} ms"
-        )
-    if not lag_ok:
-        reasons.append(
-            "lag not measured" if math.isnan(slope) and math.isnan(final)
-            else f"lag grows ({slope:.0f} ev/s per s) and ends at {final:.0f} events"
-        )
-    if not rate_ok:
-        reasons.append(f"generator sent {ratio:.4f} of its schedule")
-    return {
-        "sustainable": latency_ok and lag_ok and rate_ok,
-        "latency_ok": latency_ok,
-        "lag_ok": lag_ok,
-        "rate_ok": rate_ok,
-        "reasons": "; ".join(reasons),
-    }
-
-
-@dataclass(frozen=True)
 class SearchSettings:
+    """The search's shape (config section ``search``)."""
+
     start_rate_eps: float
-    min_rate_eps: float
-    max_rate_eps: float
-    tolerance: float
-    max_trials: int
+    step_factor: float
+    step_s: float
+    steps: int
+    confirm_trials: int
+    trial_duration_s: float
+    generator_behind_max_ms: float
 
     @classmethod
-    def from_config(cls, search: dict[str, Any]) -> SearchSettings:
-        return cls(
-            float(search["start_rate_eps"]), float(search["min_rate_eps"]),
-            float(search["max_rate_eps"]), float(search["tolerance"]), int(search["max_trials"]),
-        )
+    def from_config(cls, search: dict[str, Any], pipeline: str) -> SearchSettings:
+        start = (search.get("start_rates_eps") or {}).get(pipeline, search["start_rate_eps"])
+        return cls(float(start), float(search["step_factor"]), float(search["step_s"]),
+                   int(search["steps"]), int(search["confirm_trials"]),
+                   float(search["trial_duration_s"]),
+                   float(search.get("generator_behind_max_ms", 500)))
 
 
-def _quantize(rate: float) -> float:
+def quantize(rate: float) -> float:
+    """Rates are rounded to RATE_QUANTUM_EPS so run ids stay readable."""
     return float(max(RATE_QUANTUM_EPS, round(rate / RATE_QUANTUM_EPS) * RATE_QUANTUM_EPS))
 
 
-def search_threshold(
+def _verdict(summary: dict[str, Any], criterion: Criterion) -> dict[str, Any]:
+    if "failed" in summary:
+        return {"verdict": "fail", "sustainable": False,
+                "reasons": f"run failed: {summary['failed']}"}
+    verdict = sustainable(summary, criterion)
+    verdict.setdefault("verdict", "pass" if verdict["sustainable"] else "fail")
+    return verdict
+
+
+def confirm_region(
+    run_trial: Callable[[float], dict[str, Any]],
+    highest_pass: float,
+    lowest_fail: float,
+    step_factor: float,
+    max_trials: int,
+    criterion: Criterion,
+) -> dict[str, Any]:
+    """Steady trials at the staircase's highest passing rate and at its lowest failing
+    one. A pass that fails moves both one step down, a fail that passes one step up,
+    until a steady pass and a steady fail one step apart are seen, a trial is invalid,
+    or ``max_trials`` have run."""
+    trials: list[dict[str, Any]] = []
+    lo, hi = highest_pass, lowest_fail
+    passed: float | None = None
+    failed: float | None = None
+    reason = "confirmation trials exhausted"
+    while len(trials) < max_trials:
+        rate = lo if passed is None else hi
+        summary = run_trial(rate)
+        verdict = _verdict(summary, criterion)
+        trials.append({"rate_eps": rate, "kind": "steady", **verdict, "summary": summary})
+        log.info("steady trial at %.0f ev/s: %s %s", rate, verdict["verdict"].upper(),
+                 verdict.get("reasons", ""))
+        if verdict["verdict"] == "invalid":
+            reason = f"trial at {rate:.0f} ev/s invalid: {verdict.get('reasons', '')}"
+            break
+        if rate == lo:
+            if verdict["sustainable"]:
+                passed = lo
+            else:
+                failed, hi, lo = lo, lo, quantize(lo / step_factor)
+                continue
+        else:
+            if verdict["sustainable"]:
+                passed, lo, hi = hi, hi, quantize(hi * step_factor)
+                continue
+            failed = hi
+        if passed is not None and failed is not None:
+            reason = "confirmed: steady pass and steady fail one step apart"
+            break
+    return {"highest_pass_eps": passed, "lowest_fail_eps": failed, "trials": trials,
+            "reason": reason}
+
+
+def search_repetition(
+    run_staircase: Callable[[SearchSettings], tuple[dict[str, Any], dict[str, Any]]],
     run_trial: Callable[[float], dict[str, Any]],
     settings: SearchSettings,
     criterion: Criterion,
 ) -> dict[str, Any]:
-    """Ramp and bisect (module docstring). ``run_trial(rate)`` returns a run summary, or a
-    dict with ``failed: <message>`` when the run itself broke (counted as not sustainable).
-    """
-    trials: list[dict[str, Any]] = []
-    best_pass: float | None = None
-    lowest_fail: float | None = None
-    start = max(settings.start_rate_eps, settings.min_rate_eps)
-    rate = _quantize(min(start, settings.max_rate_eps))
-    stop_reason = "max_trials reached"
-    while len(trials) < settings.max_trials:
-        summary = run_trial(rate)
-        if "failed" in summary:
-            verdict = {"sustainable": False, "latency_ok": False, "lag_ok": False,
-                       "rate_ok": False, "reasons": f"run failed: {summary['failed']}"}
-        else:
-            verdict = sustainable(summary, criterion)
-        trials.append({"rate_eps": rate, **verdict, "summary": summary})
-        log.info("trial %d at %.0f ev/s: %s %s", len(trials), rate,
-                 "PASS" if verdict["sustainable"] else "FAIL", verdict["reasons"])
-        if verdict["sustainable"]:
-            best_pass = rate if best_pass is None else max(best_pass, rate)
-        else:
-            lowest_fail = rate if lowest_fail is None else min(lowest_fail, rate)
-        if best_pass is not None and lowest_fail is not None and lowest_fail <= best_pass:
-            # Non-monotonic (noise): trust the failure, search below it again.
-            best_pass = max((t["rate_eps"] for t in trials
-                             if t["sustainable"] and t["rate_eps"] < lowest_fail), default=None)
-        if lowest_fail is None:  # ramp up
-            if rate >= settings.max_rate_eps:
-                stop_reason = "sustainable at max_rate_eps (t_h is a lower bound)"
-                break
-            rate = _quantize(min(rate * 2, settings.max_rate_eps))
-        elif best_pass is None:  # ramp down
-            if rate <= settings.min_rate_eps:
-                stop_reason = "not sustainable at min_rate_eps"
-                break
-            rate = _quantize(max(rate / 2, settings.min_rate_eps))
-        else:  # bisect
-            if (lowest_fail - best_pass) / best_pass <= settings.tolerance:
-                stop_reason = "tolerance reached"
-                break
-            nxt = _quantize((best_pass + lowest_fail) / 2)
-            if nxt in (best_pass, lowest_fail):
-                stop_reason = "rate resolution reached"
-                break
-            rate = nxt
+    """One repetition of the search: a staircase run finds the region, steady trials
+    confirm it (module docstring). ``run_staircase(settings)`` returns the staircase
+    run's summary and its analysis (``sdsbench.analysis.staircase``)."""
+    summary, stair = run_staircase(settings)
+    trials: list[dict[str, Any]] = [{
+        "rate_eps": settings.start_rate_eps, "kind": "staircase",
+        "verdict": "invalid" if "failed" in summary else "region",
+        "sustainable": None, "reasons": summary.get("failed", stair.get("reason", "")),
+        "summary": summary, "steps": stair.get("steps", [])}]
+    low, high = stair.get("highest_pass_eps"), stair.get("lowest_fail_eps")
+    stop = stair.get("reason", "staircase run failed")
+    if low is not None and high is not None and settings.confirm_trials > 0:
+        confirmed = confirm_region(run_trial, low, high, settings.step_factor,
+                                   settings.confirm_trials, criterion)
+        trials += confirmed["trials"]
+        stop = f"{stop}; {confirmed['reason']}"
+        low = confirmed["highest_pass_eps"] if confirmed["highest_pass_eps"] else low
+        high = confirmed["lowest_fail_eps"] if confirmed["lowest_fail_eps"] else high
+        if high is not None and low is not None and low >= high:
+            low = quantize(high / settings.step_factor)
     return {
-        "t_h_eps": best_pass,
-        "t_h_is_lower_bound": best_pass is not None and lowest_fail is None,
-        "lowest_failing_rate_eps": lowest_fail,
-        "lowest_rate_tried_eps": min(t["rate_eps"] for t in trials) if trials else None,
-        "relative_gap": (
-            (lowest_fail - best_pass) / best_pass
-            if best_pass is not None and lowest_fail is not None else None
-        ),
-        "stop_reason": stop_reason,
+        "t_h_eps": low,
+        "t_h_is_lower_bound": low is not None and high is None,
+        "lowest_failing_rate_eps": high,
+        "interval_eps": [low, high],
+        "relative_gap": (high - low) / low if low and high else None,
+        "stop_reason": stop,
         "trials": trials,
         "criterion": asdict(criterion),
         "settings": asdict(settings),
     }
 
 
-# ------------------------------------------------------------- driving real runs
-def trial_key(config: dict[str, Any], spec: dict[str, Any]) -> str:
-    """What a trial's result depends on: a completed trial with the same key is reused
-    when an interrupted search is rerun."""
-    from sdsbench.experiments import pipeline_params
-
-    material = {
-        "spec": spec,
-        "pipeline": pipeline_params(config, spec),
-        "workload": config["workload"],
-        "run": config["run"],
-        "warmup_s": config["experiments"]["warmup_s"],
+def combine_repetitions(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The search result over its repetitions: t_h = the median of the repetitions' t_h
+    (the lower of the two middle ones for an even count), its spread min-max, and the
+    interval [highest pass, lowest fail) of the repetition that gave the median."""
+    found = sorted((r for r in reps if r.get("t_h_eps")), key=lambda r: r["t_h_eps"])
+    values = [r["t_h_eps"] for r in found]
+    median = found[(len(found) - 1) // 2] if found else None
+    first = reps[0]
+    return {
+        "search_id": first["search_id"], "pipeline": first["pipeline"],
+        "process": first["process"], "trial_duration_s": first["trial_duration_s"],
+        "t_h_eps": median["t_h_eps"] if median else None,
+        "t_h_is_lower_bound": bool(median and median["t_h_is_lower_bound"]),
+        "lowest_failing_rate_eps": median["lowest_failing_rate_eps"] if median else None,
+        "lowest_rate_tried_eps": min((t["rate_eps"] for r in reps for t in r["trials"]),
+                                     default=None),
+        "interval_eps": median["interval_eps"] if median else [None, None],
+        "relative_gap": median["relative_gap"] if median else None,
+        "t_h_values_eps": [r.get("t_h_eps") for r in reps],
+        "t_h_min_eps": min(values) if values else None,
+        "t_h_max_eps": max(values) if values else None,
+        "repetitions": len(reps),
+        "stop_reason": "; ".join(f"rep {r['repetition']}: {r['stop_reason']}" for r in reps),
+        "trials": [t | {"repetition": r["repetition"]} for r in reps for t in r["trials"]],
+        "criterion": first["criterion"],
+        "settings": first["settings"],
     }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-
-
-def run_search(
-    config: dict[str, Any],
-    pipeline: str,
-    process: str,
-    trials_dir: str | Path,
-    execute: Callable[[dict[str, Any], dict[str, Any], Path], Path] | None = None,
-) -> dict[str, Any]:
-    """Search t_h of ``pipeline`` under ``process`` with real runs in ``trials_dir``."""
-    from sdsbench.analysis.summarize import summarize_run
-    from sdsbench.experiments import make_spec, search_id
-    from sdsbench.rundir import is_complete
-
-    if execute is None:
-        from sdsbench.runner import execute_run as execute
-    trials_dir = Path(trials_dir)
-    trials_dir.mkdir(parents=True, exist_ok=True)
-    search = config["search"]
-    sid = search_id(pipeline, process)
-
-    def run_trial(rate: float) -> dict[str, Any]:
-        run_id = f"{sid}-r{int(rate)}"
-        spec = make_spec(config, pipeline, process, rate, run_id=run_id,
-                         duration_s=float(search["trial_duration_s"]))
-        out = trials_dir / run_id
-        key_file = trials_dir / f"{run_id}.key"
-        key = trial_key(config, spec)
-        if is_complete(out) and key_file.exists() and key_file.read_text() == key:
-            log.info("reusing completed trial %s", run_id)
-        else:
-            key_file.unlink(missing_ok=True)
-            try:
-                execute(config, spec, out)
-            except Exception as exc:  # noqa: BLE001 - a broken trial is a failed trial
-                log.exception("trial %s failed", run_id)
-                return {"failed": f"{type(exc).__name__}: {exc}", "run_id": run_id,
-                        "offered_rate_eps": rate}
-            key_file.write_text(key)
-        summary, _, _ = summarize_run(out, config)
-        return summary
-
-    result = search_threshold(
-        run_trial, SearchSettings.from_config(search), Criterion.from_config(search)
-    )
-    result.update({"search_id": sid, "pipeline": pipeline, "process": process,
-                   "trial_duration_s": float(search["trial_duration_s"])})
-    return result

@@ -17,6 +17,10 @@ many events belong to each tick. Processes (``spec["arrival"]["process"]``):
   ``period_s/2``, then high for ``period_s/2``, and so on (one full cycle = ``period_s``);
   within each state arrivals stay Poisson.
 
+A staircase of rates (the sustainable-throughput search, ``sdsbench.analysis.staircase``):
+with ``step_factor`` and ``step_s`` in the arrival, every intensity above is multiplied
+by ``step_factor ** floor(t / step_s)``: the rate steps up every ``step_s`` seconds.
+
 Counts for a tick are Poisson with mean = the integral of the intensity over the tick, so
 an MMPP switch inside a tick is accounted for exactly. Everything is drawn from seeded
 numpy Generators passed in by the caller.
@@ -48,6 +52,14 @@ class ArrivalSpec:
     low_to_high_per_s: float = 0.0  # mmpp only
     high_to_low_per_s: float = 0.0  # mmpp only
     period_s: float | None = None  # mmpp only: deterministic alternation
+    step_factor: float = 1.0  # staircase: intensities x step_factor ** floor(t / step_s)
+    step_s: float | None = None
+
+    def step_multiplier(self, t_s: np.ndarray) -> np.ndarray:
+        """The staircase's factor at times ``t_s`` (1 without a staircase)."""
+        if self.step_s is None:
+            return np.ones_like(np.asarray(t_s, dtype=float))
+        return self.step_factor ** np.floor(np.asarray(t_s, dtype=float) / self.step_s + 1e-9)
 
     @property
     def mean_rate_eps(self) -> float:
@@ -98,12 +110,22 @@ def validate_arrival(spec: Mapping[str, Any], workload: Mapping[str, Any]) -> Ar
             f"spec key arrival.process: unknown arrival process {process!r}; "
             f"expected one of {ARRIVAL_PROCESSES}"
         )
-    unknown = sorted(set(arrival) - {"process", "rate_eps"})
+    unknown = sorted(set(arrival) - {"process", "rate_eps", "step_factor", "step_s"})
     if unknown:
         raise ConfigError(f"spec key arrival.{unknown[0]}: unknown key")
     rate = _number(arrival["rate_eps"], "spec key arrival.rate_eps")
+    steps: dict[str, Any] = {}
+    if "step_factor" in arrival or "step_s" in arrival:
+        for key in ("step_factor", "step_s"):
+            if key not in arrival:
+                raise ConfigError(f"spec key arrival.{key}: missing (a staircase needs both)")
+        steps = {
+            "step_factor": _number(arrival["step_factor"], "spec key arrival.step_factor",
+                                   minimum=0.0, strict=True),
+            "step_s": _number(arrival["step_s"], "spec key arrival.step_s", strict=True),
+        }
     if process != "mmpp":
-        return ArrivalSpec(process, rate)
+        return ArrivalSpec(process, rate, **steps)
 
     mmpp = workload.get("mmpp") if isinstance(workload, Mapping) else None
     if not isinstance(mmpp, Mapping):
@@ -125,7 +147,7 @@ def validate_arrival(spec: Mapping[str, Any], workload: Mapping[str, Any]) -> Ar
     period = mmpp["period_s"]
     if period is not None:
         period = _number(period, "config key workload.mmpp.period_s", strict=True)
-    return ArrivalSpec("mmpp", rate, low * rate, high * rate, up, down, period)
+    return ArrivalSpec("mmpp", rate, low * rate, high * rate, up, down, period, **steps)
 
 
 # ------------------------------------------------------------------ state paths
@@ -266,6 +288,8 @@ def tick_schedule(
     For mmpp pass the run's shared ``state_path`` (from ``state_path_for``); without one
     a path is drawn from ``rng``."""
     n_ticks = n_ticks_for(duration_s, batch_ms)
+    if arrival.step_s is not None:
+        return _staircase_schedule(arrival, batch_ms, n_ticks, rng, state_path)
     if arrival.process == "constant":
         return TickSchedule(constant_counts(arrival.rate_eps, batch_ms, n_ticks), batch_ms, None)
     if arrival.process == "spp":
@@ -280,3 +304,27 @@ def tick_schedule(
         )
         return TickSchedule(counts, batch_ms, path)
     raise ConfigError(f"spec key arrival.process: unknown arrival process {arrival.process!r}")
+
+
+def _staircase_schedule(
+    arrival: ArrivalSpec, batch_ms: int, n_ticks: int, rng: np.random.Generator,
+    state_path: StatePath | None,
+) -> TickSchedule:
+    """Counts of a staircase: the process's intensity x the step multiplier of each tick
+    (steps change on tick boundaries when step_s is a multiple of batch_ms)."""
+    dt_s = batch_ms / 1000.0
+    edges = np.arange(n_ticks + 1, dtype=np.float64) * dt_s
+    factor = arrival.step_multiplier(edges[:-1])
+    path = None
+    if arrival.process == "mmpp":
+        path = state_path or state_path_for(arrival, n_ticks * dt_s, rng)
+        assert path is not None
+        high_s = np.diff(path.high_time_until(edges))
+        mean = arrival.low_rate_eps * dt_s + (arrival.high_rate_eps - arrival.low_rate_eps) * high_s
+    else:
+        mean = np.full(n_ticks, arrival.rate_eps * dt_s)
+    mean = mean * factor
+    if arrival.process == "constant":
+        cumulative = np.floor(np.concatenate(([0.0], np.cumsum(mean))) + 1e-9).astype(np.int64)
+        return TickSchedule(np.diff(cumulative), batch_ms, None)
+    return TickSchedule(rng.poisson(np.maximum(mean, 0.0)).astype(np.int64), batch_ms, path)

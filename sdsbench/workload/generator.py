@@ -265,6 +265,8 @@ class EventSource:
                 "low_to_high_per_s": a.low_to_high_per_s,
                 "high_to_low_per_s": a.high_to_low_per_s,
                 "period_s": a.period_s,
+                "step_factor": a.step_factor,
+                "step_s": a.step_s,
             },
             "batch_ms": self.batch_ms,
             "n_ticks": self.schedule.n_ticks,
