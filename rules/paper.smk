@@ -20,7 +20,9 @@ rule paper:
         code=[f"{LIBRARY}/{m}.py" for m in (
             "analysis/paper_context", "analysis/paper_format", "analysis/tables",
             "analysis/oracle", "analysis/latency", "analysis/flow", "analysis/faults",
-            "analysis/throughput_search", "analysis/knee", "plots/common")],
+            "analysis/throughput_search", "analysis/knee", "plots/common",
+            "analysis/criterion", "analysis/staircase", "analysis/summarize")]
+        + [os.path.relpath(f"{workflow.basedir}/config/full.yaml")],
         script=f"{SCRIPTS}/render_paper.py",
     output:
         md=f"{PAPER}/paper.md",

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from sdsbench.analysis.criterion import Criterion
 from sdsbench.analysis.rundata import load_run
 from sdsbench.analysis.staircase import analyse_staircase
@@ -52,7 +54,7 @@ def run_search(
     settings = SearchSettings.from_config(search, pipeline)
     criterion = Criterion.from_config(search)
 
-    def run(spec: dict[str, Any]) -> dict[str, Any]:
+    def run(spec: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame | None]:
         out = trials_dir / spec["run_id"]
         key_file = trials_dir / f"{spec['run_id']}.key"
         key = trial_key(config, spec)
@@ -65,27 +67,27 @@ def run_search(
             except Exception as exc:  # noqa: BLE001 - a broken trial is a failed trial
                 log.exception("trial %s failed", spec["run_id"])
                 return {"failed": f"{type(exc).__name__}: {exc}", "run_id": spec["run_id"],
-                        "offered_rate_eps": spec["arrival"]["rate_eps"]}
+                        "offered_rate_eps": spec["arrival"]["rate_eps"]}, None
             key_file.write_text(key)
-        summary, _, _ = summarize_run(out, config)
-        return summary
+        summary, windows, _ = summarize_run(out, config)
+        return summary, windows
 
     def run_trial(rate: float) -> dict[str, Any]:
         spec = make_spec(config, pipeline, process, rate, run_id=f"{sid}-r{int(rate)}",
                          duration_s=settings.trial_duration_s, repetition=repetition)
-        return run(spec)
+        return run(spec)[0]
 
     def run_staircase(s: SearchSettings) -> tuple[dict[str, Any], dict[str, Any]]:
         spec = make_spec(config, pipeline, process, s.start_rate_eps,
                          run_id=f"{sid}-staircase", duration_s=s.step_s * s.steps,
                          repetition=repetition)
         spec["arrival"] |= {"step_factor": s.step_factor, "step_s": s.step_s}
-        summary = run(spec)
+        summary, windows = run(spec)
         if "failed" in summary:
             return summary, {}
         run_data = load_run(trials_dir / spec["run_id"])
         delay = float(summary["configured_delay_ms"])
-        return summary, analyse_staircase(run_data, delay, criterion.latency_bound_ms,
+        return summary, analyse_staircase(run_data, windows, delay, criterion.latency_bound_ms,
                                           criterion.rate_tolerance, s.generator_behind_max_ms)
 
     result = search_repetition(run_staircase, run_trial, settings, criterion)

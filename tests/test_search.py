@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from sdsbench.analysis.criterion import Criterion
 from synthetic_runs import T0_MS, fabricate_run
 
+from sdsbench.analysis.criterion import Criterion
 from sdsbench.analysis.rundata import load_run
 from sdsbench.analysis.staircase import analyse_staircase, step_rates
 from sdsbench.analysis.throughput_search import (
@@ -65,7 +65,8 @@ def test_staircase_finds_the_step_where_the_backlog_starts_to_grow(
     rates = [r for _, _, r in step_rates(ARRIVAL, 48)]
     # Capacity between step last_pass and the next (a noisy sawtooth on top).
     capacity = rates[last_pass] + position * (rates[last_pass + 1] - rates[last_pass])
-    stair = analyse_staircase(_staircase_run(tmp_path, config, capacity), 2000, 1000, 0.01, 500)
+    run = _staircase_run(tmp_path, config, capacity)
+    stair = analyse_staircase(run, None, 2000, 1000, 0.01, 500)
     assert stair["highest_pass_eps"] == pytest.approx(rates[last_pass])
     assert stair["lowest_fail_eps"] == pytest.approx(rates[last_pass + 1])
     verdicts = [s["verdict"] for s in stair["steps"]]
@@ -75,7 +76,7 @@ def test_staircase_finds_the_step_where_the_backlog_starts_to_grow(
 
 
 def test_staircase_that_keeps_up_gives_a_lower_bound(tmp_path, config):
-    stair = analyse_staircase(_staircase_run(tmp_path, config, 1e9), 2000, 1000, 0.01, 500)
+    stair = analyse_staircase(_staircase_run(tmp_path, config, 1e9), None, 2000, 1000, 0.01, 500)
     assert stair["lowest_fail_eps"] is None
     # The last step is not judged: nothing after it could show its backlog growing.
     assert stair["highest_pass_eps"] == pytest.approx(10_000 * 1.1 ** 10)
@@ -85,7 +86,7 @@ def test_staircase_that_keeps_up_gives_a_lower_bound(tmp_path, config):
 
 def test_staircase_steps_where_the_generator_fell_behind_are_invalid(tmp_path, config):
     run = _staircase_run(tmp_path, config, 1e9, generator_fails_from=8)
-    stair = analyse_staircase(run, 2000, 1000, 0.01, 500)
+    stair = analyse_staircase(run, None, 2000, 1000, 0.01, 500)
     verdicts = [s["verdict"] for s in stair["steps"]]
     assert verdicts == ["pass"] * 8 + ["invalid"] * 4
     assert stair["lowest_fail_eps"] is None  # not a failure of the system under test

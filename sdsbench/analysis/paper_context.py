@@ -31,6 +31,7 @@ from sdsbench.analysis import (
 )
 from sdsbench.analysis.tables import load_run_summaries, load_searches
 from sdsbench.config import REPO_ROOT, deep_merge
+from sdsbench.contract import WINDOW_MS
 
 # Targets the project set itself (issues 5 and 6): t_h on this 2-core machine with
 # generator and broker on the same machine. The paper reports whether they were met.
@@ -272,7 +273,7 @@ def _at_multiples(row: dict[str, Any], multiples: list[float]) -> list[dict[str,
         prefix = f"x{multiple:g}_"
         if row.get(f"{prefix}run_id") is None:
             continue
-        out.append({"multiple": multiple,
+        out.append({"multiple": multiple, "label": f"{multiple:g} x t_h",
                     **{k.removeprefix(prefix): v for k, v in row.items()
                        if k.startswith(prefix)}})
     return out
@@ -489,6 +490,12 @@ def build_context(
         "headline": headline,
         "headline_p95": headline_p95,
         "repetitions_by_group": _repetitions_by_group(config),
+        "window_s": WINDOW_MS / 1000,
+        # Where each searched pipeline's staircase starts (search.start_rates_eps).
+        "search_start_rates": [
+            {"pipeline": p, "rate_eps": throughput_search.SearchSettings.from_config(
+                config["search"], p).start_rate_eps}
+            for p in sorted({s["pipeline"] for s in searches(config).values()})],
         "full_profile": full,
         "leaves_out": leaves_out(config, full),
         "at_threshold": at_threshold,

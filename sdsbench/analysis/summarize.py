@@ -301,10 +301,10 @@ def summarize_search(
         entry["run_id"] = run_id
         run_dir = trials_dir / str(run_id)
         if "failed" not in trial["summary"] and run_dir.is_dir():
-            summary, _, _ = summarize_run(run_dir, config)
+            summary, windows, _ = summarize_run(run_dir, config)
             if trial.get("kind") == "staircase":
                 stair = staircase.analyse_staircase(
-                    load_run(run_dir), float(summary["configured_delay_ms"]),
+                    load_run(run_dir), windows, float(summary["configured_delay_ms"]),
                     criterion.latency_bound_ms, criterion.rate_tolerance,
                     float(config["search"].get("generator_behind_max_ms", 500)))
                 entry["verdict_now"] = "region"

@@ -54,7 +54,7 @@ HEADLINE_COLUMNS = (
     "n_repetitions", "pooled", "firings", "interval_lo", "interval_hi", "lower_bound", "values",
 )
 HEADLINE_GROUPS = ("event_time", "parallelism", "watermark_delay")
-HEADLINE_LATENCY = "latency_above_delay_ms"
+HEADLINE_LATENCY = "latency_above_delay"
 
 
 def load_run_summaries(summary_dir: str | Path, run_ids: list[str]) -> list[dict[str, Any]]:
@@ -174,7 +174,7 @@ def headline_table(
         pooled = pd.concat(steady) if steady else pd.DataFrame()
         column = f"{HEADLINE_LATENCY}_ms"
         has = len(pooled) and column in pooled and pooled[column].notna().any()
-        firings = sum(float(r.get(f"{HEADLINE_LATENCY}_ms_firings") or 0) for r in reps)
+        firings = sum(float(r.get(f"{column}_firings") or 0) for r in reps)
         out.append({"key": f"p95_above_delay/{base}", "metric": f"{column}_p95",
                     "subject": base, "group": group, "pipeline": reps[0]["pipeline"],
                     "unit": "ms", **_spread([r.get(f"{column}_p95") for r in reps]),

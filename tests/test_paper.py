@@ -1,0 +1,266 @@
+"""The paper's numbers an expert would trust (issue 13): firings beside every latency,
+medians with their spread over repetitions, t_h with its interval, the method, and what
+a light profile leaves out. Rendered from a small profile of fabricated runs (TEST-ONLY,
+tests/synthetic_runs.py), summarized in-process (no Snakemake)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from synthetic_runs import fabricate_run, fabricate_staircase_backlog
+
+from sdsbench.analysis import paper_context
+from sdsbench.analysis.faults import faults_table
+from sdsbench.analysis.paper_format import (
+    FEW_FIRINGS_MARK,
+    MIN_FIRINGS,
+    Latex,
+    Markdown,
+    firings_note,
+    nf,
+    render,
+    spread,
+    th,
+)
+from sdsbench.analysis.summarize import summarize_search, write_run_summary
+from sdsbench.analysis.tables import build_table
+from sdsbench.analysis.throughput_search import combine_repetitions
+from sdsbench.config import load_config
+from sdsbench.experiments import expand_runs, resolve_threshold_rate, searches
+from sdsbench.rundir import write_json_atomic
+from sdsbench.search import run_search
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "paper" / "templates"
+DAGGER = FEW_FIRINGS_MARK
+
+PROFILE = {
+    "profile": "papertest",
+    "run": {"duration_s": 40},
+    "experiments": {
+        "warmup_s": 0,
+        "groups": {
+            "baseline": [{"pipelines": ["a1", "a2"], "processes": ["constant"],
+                          "rates_eps": [10000]}],
+            "event_time": [{"pipelines": ["a3", "spark"], "processes": ["spp"],
+                            "rates_eps": [20000], "repetitions": 2}],
+            "parallelism": [{"pipelines": ["flink"], "processes": ["spp"],
+                             "rates_eps": [20000], "vary": {"parallelism": [1, 2]},
+                             "repetitions": 2}],
+            "watermark_delay": [{"pipelines": ["spark"], "processes": ["spp"],
+                                 "rates_eps": [20000], "vary": {"watermark_delay_ms": [500]}}],
+        },
+        "at_threshold": {"pipelines": ["flink"], "process": "mmpp", "search_process": "spp",
+                         "multiples": [1, 2]},
+        "faults": {"blocks": [{"pipelines": ["a2"], "processes": ["constant"],
+                               "rates_eps": [5000],
+                               "injections": [{"kind": "kill_sut", "at_s": 10}]}]},
+    },
+    # Staircase 10k, 20k, 40k, 80k. Repetition 1 keeps up to 50k (40k passes, 80k fails),
+    # repetition 2 to 30k (20k passes, 40k fails): t_h = the lower middle, 20k [20k-40k].
+    "search": {"pipelines": ["flink"], "processes": ["spp"], "repetitions": 2,
+               "start_rate_eps": 10000, "start_rates_eps": {"flink": 10000},
+               "step_factor": 2.0, "step_s": 10, "steps": 4, "confirm_trials": 0},
+}
+CAPACITY_EPS = {1: 50_000, 2: 30_000}
+
+
+def _build(root: Path) -> tuple[dict, Path]:
+    config = load_config(REPO / "config" / "config.yaml", overrides=PROFILE)
+    data = root / "data" / "papertest"
+    summary = data / "summary"
+
+    def fake_execute(cfg, spec, out):
+        run = fabricate_run(out, spec, cfg)
+        return fabricate_staircase_backlog(run, spec, CAPACITY_EPS[spec["repetition"]])
+
+    results = {}
+    for sid, s in searches(config).items():
+        trials = data / "search" / sid / "trials"
+        reps = [run_search(config, s["pipeline"], s["process"], trials, repetition=k,
+                           execute=fake_execute)
+                for k in range(1, config["search"]["repetitions"] + 1)]
+        results[sid] = combine_repetitions(reps)
+        write_json_atomic(summary / "search" / f"{sid}.json",
+                          summarize_search(results[sid], trials, config))
+    for run_id, spec in expand_runs(config).items():
+        if spec.get("rate_of"):
+            spec = resolve_threshold_rate(spec, results[spec["rate_of"]["search"]])
+        raw = data / "raw" / run_id
+        fabricate_run(raw, spec, config, seed=int(spec.get("repetition", 1)),
+                      latency_ms=300.0 + 50.0 * (int(spec.get("repetition", 1)) - 1))
+        write_run_summary(raw, config, summary / "runs" / f"{run_id}.json",
+                          summary / "windows" / f"{run_id}.csv",
+                          summary / "series" / f"{run_id}.csv")
+    for name in ("runs", "search", "stress", "correctness", "headline"):
+        build_table(name, summary, config).to_csv(summary / f"{name}.csv", index=False)
+    faults_table(config, summary, data / "raw").to_csv(summary / "faults.csv", index=False)
+    return config, summary
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paper")
+    config, summary = _build(root)
+    out = root / "paper"
+    out.mkdir()
+    context = paper_context.build_context(summary, root / "figures", out, config)
+    md = render(TEMPLATES, "paper.md.j2", Markdown(), context)
+    tex = render(TEMPLATES, "paper.tex.j2", Latex(), context)
+    return {"config": config, "summary": summary, "context": context, "md": md, "tex": tex}
+
+
+# ------------------------------------------------------------------ formatting helpers
+def test_nf_prints_the_firings_and_marks_too_few():
+    assert nf(812.4, 7) == "812 (7)"
+    assert nf(812.4, MIN_FIRINGS) == f"812 ({MIN_FIRINGS})"
+    assert nf(812.4, MIN_FIRINGS - 1) == f"812 ({MIN_FIRINGS - 1}){DAGGER}"
+    assert nf(1234.56, 12, 1) == "1,234.6 (12)"
+    assert nf(None, 7) == "n/a" and nf(float("nan"), 7) == "n/a"
+    assert nf(812, None) == f"812 (n/a){DAGGER}"  # an unknown count is no evidence
+    assert "indicative only" in firings_note() and str(MIN_FIRINGS) in firings_note()
+
+
+def test_spread_and_t_h():
+    assert spread(812, 700, 900, 3) == "812 [700-900]"
+    assert spread(812, 812, 812, 1) == "812"
+    assert spread(None, 1, 2, 3) == "n/a"
+    x = {"t_h_eps": 40000.0, "t_h_min_eps": 36000.0, "t_h_max_eps": 44000.0,
+         "t_h_values_eps": [40000.0, 36000.0, 44000.0], "repetitions": 3,
+         "interval_eps": [40000.0, 44000.0], "t_h_is_lower_bound": False}
+    assert th(x) == ("40,000 [36,000-44,000] events/s (median of 3 repetitions), "
+                     "interval [40,000, 44,000)")
+    lower = x | {"interval_eps": [40000.0, None], "t_h_is_lower_bound": True}
+    assert th(lower).startswith("at least 40,000 [36,000-44,000] events/s")
+    assert th(lower).endswith("interval [40,000, none failed): a lower bound, "
+                              "no rate tried failed")
+    one = {"t_h_eps": 20000.0, "repetitions": 1, "lowest_failing_rate_eps": 22000.0,
+           "lower_bound": False}
+    assert th(one) == "20,000 events/s (one repetition), interval [20,000, 22,000)"
+    some = x | {"t_h_values_eps": [40000.0, None, 44000.0], "t_h_min_eps": 40000.0}
+    assert "median of the 2 of 3 repetitions that found a rate" in th(some)
+    assert th({"t_h_eps": None, "repetitions": 2}).startswith("none found")
+
+
+def test_the_dagger_is_safe_in_latex():
+    assert Latex().escape(nf(10, 2)) == r"10 (2)\textdagger{}"
+
+
+# ------------------------------------------------------------------ leaves out
+def test_what_the_quick_profile_leaves_out_comes_from_the_two_configs():
+    quick = load_config(REPO / "config" / "config.yaml")
+    full = paper_context.full_profile(quick)
+    assert full is not None and full["profile"] == "full"
+    diffs = {d["what"]: d for d in paper_context.leaves_out(quick, full)}
+    confirm = diffs.get("t_h search: steady confirmation trials per repetition")
+    if quick["search"]["confirm_trials"] != full["search"]["confirm_trials"]:
+        assert confirm["this"] == f"{quick['search']['confirm_trials']:g}"
+        assert confirm["full"] == f"{full['search']['confirm_trials']:g}"
+    # Only differences are listed, each both ways.
+    for d in diffs.values():
+        assert d["this"] != d["full"]
+    assert paper_context.full_profile(full) is None  # the full profile leaves nothing out
+
+
+# ------------------------------------------------------------------ the rendered paper
+def test_the_context_reads_the_headline_table(built):
+    ctx = built["context"]
+    assert ctx["headline"], "headline.csv is part of the context"
+    keys = {r["key"] for r in ctx["headline"]}
+    assert "t_h/flink-spp" in keys
+    bases = {b["base_run_id"]: b for b in ctx["event_time_bases"]}
+    assert set(bases) == {"a3-spp-r20000", "spark-spp-r20000"}
+    assert [r["run_id"] for r in bases["a3-spp-r20000"]["runs"]] == [
+        "a3-spp-r20000", "a3-spp-r20000-rep2"]
+    th_entry = ctx["t_h"]["flink"]["spp"]
+    assert th_entry["t_h_eps"] == 20000 and th_entry["repetitions"] == 2
+    assert th_entry["t_h_min_eps"] == 20000 and th_entry["t_h_max_eps"] == 40000
+    assert th_entry["staircases"] == 2 and th_entry["steady_trials"] == 0
+    assert len(th_entry["stop_reasons"]) == 2
+    stress = ctx["stress"][0]
+    assert [a["label"] for a in stress["at"]] == ["1 x t_h", "2 x t_h"]
+
+
+def test_t_h_is_printed_with_its_spread_interval_and_stop_reasons(built):
+    md = built["md"]
+    expected = ("t_h = 20,000 [20,000-40,000] events/s (median of 2 repetitions), "
+                "interval [20,000, 40,000)")
+    assert expected in md  # summary bullet, stress table, target
+    assert md.count("[20,000-40,000] events/s (median of 2 repetitions)") >= 3
+    assert "rep 1: backlog grew for good" in md and "rep 2: backlog grew for good" in md
+    assert "from 2 staircase run(s) and 0 steady trial(s)" in md
+
+
+def test_latencies_carry_their_firings(built):
+    md = built["md"]
+    rows = {r["run_id"]: r for r in built["context"]["runs"]}
+    r = rows["spark-spp-r20000-rep2"]
+    cell = nf(r["latency_above_delay_ms_p95"], r["latency_above_delay_ms_firings"])
+    assert re.search(r"\(\d+\)", cell)
+    line = next(x for x in md.splitlines() if x.startswith("| spark-spp-r20000-rep2 | 20,000 |"))
+    assert cell in line  # the all-runs table
+    # Runs of 40 s rest on fewer than MIN_FIRINGS firings: marked, with the note.
+    assert r["latency_above_delay_ms_firings"] < MIN_FIRINGS
+    assert DAGGER in md and firings_note() in md
+    assert "(firings) (ms)" in md
+
+
+def test_stress_table_shows_realised_rate_high_share_and_firings(built):
+    md = built["md"]
+    at = built["context"]["stress"][0]["at"][0]
+    header = ("| pipeline | rate | run | nominal (ev/s) | realised (ev/s) | "
+              "time in MMPP high state | p95 above delay (firings) (ms) |")
+    assert header in md
+    line = next(x for x in md.splitlines() if x.startswith("| A4 Flink | 1 x t_h |"))
+    assert f"{at['achieved_rate_eps']:,.0f}" in line
+    assert f"{100 * at['mmpp_high_share']:.0f} per cent" in line
+    assert nf(at["latency_above_delay_ms_p95"], at["latency_above_delay_ms_firings"]) in line
+
+
+def test_headline_sections_show_median_spread_repetitions_and_pooled_firings(built):
+    md = built["md"]
+    ctx = built["context"]
+    for group_header in ("Headline, event time", "headline of the parallelism sweep",
+                         "headline of the watermark-delay sweep"):
+        assert group_header in md
+    h = ctx["headline_p95"].get("a3-spp-r20000")
+    assert h is not None
+    line = next(x for x in md.splitlines() if x.startswith("| a3-spp-r20000 | A3 "))
+    assert spread(h["median"], h["lo"], h["hi"], h["n_repetitions"]) in line
+    assert nf(h["pooled"], h["firings"]) in line
+
+
+def test_method_section_and_what_the_profile_leaves_out(built):
+    md = built["md"]
+    assert "## Method: steady state, repetitions and the search for t_h" in md
+    assert "Karimov et al. (ICDE 2018)" in md and "OpenMessaging Benchmark" in md
+    assert "Theodolite" in md
+    assert "step factor 2.0" in md and "less than 100 per cent above" in md
+    # confirm_trials 0 is said plainly, with the number from the config.
+    assert "This profile runs no steady confirmation trials (`search.confirm_trials` is 0)" in md
+    assert "### What this profile leaves out" in md
+    assert "t_h search: steady confirmation trials per repetition: 0 here, " in md
+    assert "event time: 2; parallelism: 2; watermark delay: 1" in md
+
+
+def test_latex_output_escapes_the_new_text(built):
+    tex = built["tex"]
+    assert r"\textdagger{}" in tex and "\u2020" not in tex
+    assert r"\section{Method: steady state, repetitions and the search for t\_h}" in tex
+    body = tex.split(r"\begin{document}", 1)[1]
+    # No raw underscore outside verbatim blocks and commands that escape it.
+    outside = re.sub(r"\\begin\{verbatim\}.*?\\end\{verbatim\}", "", body, flags=re.S)
+    outside = re.sub(r"\\(includegraphics|label)(\[[^\]]*\])?\{[^}]*\}", "", outside)
+    assert not re.search(r"(?<!\\)_", outside)
+
+
+def test_headline_latency_rows_rest_on_the_runs(built):
+    # Fabricated repetitions: p95 above delay 300 ms (rep 1) and 350 ms (rep 2), 3 firings
+    # each.
+    h = built["context"]["headline_p95"]["a3-spp-r20000"]
+    assert (h["median"], h["lo"], h["hi"], h["n_repetitions"]) == (325, 300, 350, 2)
+    assert h["firings"] == 6
+    line = next(x for x in built["md"].splitlines() if x.startswith("| a3-spp-r20000 | A3 "))
+    assert "| 325 [300-350] | 2 | 350 (6) |" in line
