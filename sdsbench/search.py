@@ -87,8 +87,7 @@ def run_search(
             return summary, {}
         run_data = load_run(trials_dir / spec["run_id"])
         delay = float(summary["configured_delay_ms"])
-        return summary, analyse_staircase(run_data, windows, delay, criterion.latency_bound_ms,
-                                          criterion.rate_tolerance, s.generator_behind_max_ms)
+        return summary, analyse_staircase(run_data, windows, delay, criterion)
 
     result = search_repetition(run_staircase, run_trial, settings, criterion)
     result.update({"search_id": sid, "pipeline": pipeline, "process": process,

@@ -66,7 +66,7 @@ def test_staircase_finds_the_step_where_the_backlog_starts_to_grow(
     # Capacity between step last_pass and the next (a noisy sawtooth on top).
     capacity = rates[last_pass] + position * (rates[last_pass + 1] - rates[last_pass])
     run = _staircase_run(tmp_path, config, capacity)
-    stair = analyse_staircase(run, None, 2000, 1000, 0.01, 500)
+    stair = analyse_staircase(run, None, 2000, Criterion())
     assert stair["highest_pass_eps"] == pytest.approx(rates[last_pass])
     assert stair["lowest_fail_eps"] == pytest.approx(rates[last_pass + 1])
     verdicts = [s["verdict"] for s in stair["steps"]]
@@ -76,7 +76,7 @@ def test_staircase_finds_the_step_where_the_backlog_starts_to_grow(
 
 
 def test_staircase_that_keeps_up_gives_a_lower_bound(tmp_path, config):
-    stair = analyse_staircase(_staircase_run(tmp_path, config, 1e9), None, 2000, 1000, 0.01, 500)
+    stair = analyse_staircase(_staircase_run(tmp_path, config, 1e9), None, 2000, Criterion())
     assert stair["lowest_fail_eps"] is None
     # The last step is not judged: nothing after it could show its backlog growing.
     assert stair["highest_pass_eps"] == pytest.approx(10_000 * 1.1 ** 10)
@@ -86,7 +86,7 @@ def test_staircase_that_keeps_up_gives_a_lower_bound(tmp_path, config):
 
 def test_staircase_steps_where_the_generator_fell_behind_are_invalid(tmp_path, config):
     run = _staircase_run(tmp_path, config, 1e9, generator_fails_from=8)
-    stair = analyse_staircase(run, None, 2000, 1000, 0.01, 500)
+    stair = analyse_staircase(run, None, 2000, Criterion())
     verdicts = [s["verdict"] for s in stair["steps"]]
     assert verdicts == ["pass"] * 8 + ["invalid"] * 4
     assert stair["lowest_fail_eps"] is None  # not a failure of the system under test
@@ -110,7 +110,7 @@ def _fake_trials(capacity):
 
 
 SETTINGS = SearchSettings(start_rate_eps=10_000, step_factor=1.1, step_s=4, steps=12,
-                          confirm_trials=4, trial_duration_s=30, generator_behind_max_ms=500)
+                          confirm_trials=4, trial_duration_s=30)
 
 
 def test_confirmation_moves_the_region_down_when_the_pass_fails():
@@ -183,3 +183,18 @@ def test_a3_spark_and_flink_at_one_spec_receive_identical_truth(tmp_path, config
                     progress=None)
         truths.append((tmp_path / pipeline / "parts" / "p0" / "truth.csv").read_text())
     assert truths[0] == truths[1] == truths[2] and len(truths[0].splitlines()) > 1
+
+
+def test_staircase_fails_from_where_every_window_fires_above_the_bound(tmp_path, config):
+    run = _staircase_run(tmp_path, config, 1e9)  # the backlog never grows
+    # One firing per 10 s, visible mid-step: steps 1, 4, 6, 9, 11. Above the bound once
+    # at step 4 (a level wavering around the bound), then for good from step 9.
+    fired = {1: 600.0, 4: 1200.0, 6: 900.0, 9: 1500.0, 11: 1900.0}
+    windows = pd.DataFrame([
+        {"campaign_id": c, "window_start_ms": 10_000 * k, "steady": True,
+         "visible_ms": T0_MS + (step * 4 + 2) * 1000, "latency_above_delay_ms": latency - c}
+        for k, (step, latency) in enumerate(fired.items()) for c in range(3)])
+    stair = analyse_staircase(run, windows, 2000, Criterion())
+    assert [s["verdict"] for s in stair["steps"]] == ["pass"] * 9 + ["fail"] * 3
+    assert stair["steps"][4]["window_latency_above_delay_ms_max"] == 1200.0
+    assert "every window from step 9 on" in stair["reason"]

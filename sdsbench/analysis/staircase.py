@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from sdsbench.analysis import engine_metrics, flow
+from sdsbench.analysis.criterion import Criterion
 from sdsbench.analysis.rundata import RunData
 
 #: Candidate capacities are spaced by this factor (a fraction of a step).
@@ -139,13 +140,13 @@ def window_latency_by_step(
 
 
 def analyse_staircase(
-    run: RunData, windows: pd.DataFrame | None, delay_ms: float, latency_bound_ms: float,
-    rate_tolerance: float, generator_behind_max_ms: float,
+    run: RunData, windows: pd.DataFrame | None, delay_ms: float, criterion: Criterion,
 ) -> dict[str, Any]:
     """Per-step verdicts of a staircase run and the region [highest pass, lowest fail).
     ``windows`` is the run's per-window table (``sdsbench.analysis.summarize``): a step
     during which a steady window fired more than ``latency_bound_ms`` above the delay
     fails too."""
+    latency_bound_ms = criterion.latency_bound_ms
     gen = run.generator
     start_ms, end_ms = gen["start_ns"] / 1e6, gen["schedule_end_ns"] / 1e6
     steps = step_rates(run.spec["arrival"], float(run.spec["duration_s"]))
@@ -168,7 +169,8 @@ def analyse_staircase(
     fail_from = min((i for i in (growth_from, late_from) if i is not None), default=None)
     rows, invalid_from = [], None
     for i, (lo, hi, rate) in enumerate(steps):
-        ok, why = _generator_valid(run.rate, lo, hi, rate_tolerance, generator_behind_max_ms)
+        ok, why = _generator_valid(run.rate, lo, hi, criterion.rate_tolerance,
+                                   criterion.generator_behind_max_ms)
         if invalid_from is None and not ok:
             invalid_from = i
         if invalid_from is not None and (fail_from is None or fail_from > i):

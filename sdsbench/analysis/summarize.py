@@ -305,8 +305,7 @@ def summarize_search(
             if trial.get("kind") == "staircase":
                 stair = staircase.analyse_staircase(
                     load_run(run_dir), windows, float(summary["configured_delay_ms"]),
-                    criterion.latency_bound_ms, criterion.rate_tolerance,
-                    float(config["search"].get("generator_behind_max_ms", 500)))
+                    criterion)
                 entry["verdict_now"] = "region"
                 entry["sustainable_now"] = None
                 entry["reasons_now"] = stair["reason"]

@@ -43,15 +43,13 @@ class SearchSettings:
     steps: int
     confirm_trials: int
     trial_duration_s: float
-    generator_behind_max_ms: float
 
     @classmethod
     def from_config(cls, search: dict[str, Any], pipeline: str) -> SearchSettings:
         start = (search.get("start_rates_eps") or {}).get(pipeline, search["start_rate_eps"])
         return cls(float(start), float(search["step_factor"]), float(search["step_s"]),
                    int(search["steps"]), int(search["confirm_trials"]),
-                   float(search["trial_duration_s"]),
-                   float(search.get("generator_behind_max_ms", 500)))
+                   float(search["trial_duration_s"]))
 
 
 def quantize(rate: float) -> float:
