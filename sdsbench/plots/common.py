@@ -4,12 +4,20 @@ A figure module ``sdsbench/plots/<name>.py`` defines ``CAPTION`` (quoted by the 
 and ``draw(ctx) -> Figure``. Figures read only the summary files of their profile.
 When a profile has no runs of the kind a figure shows, the figure says so in its body
 instead of failing, so the report still builds.
+
+Repetitions (run ``<id>-rep<k>`` repeats ``<id>``, its ``base_run_id``): a figure that
+shows one run per configuration draws repetition 1 (``FigureContext.first_repetitions``);
+a figure that compares configurations draws every repetition as a small point and the
+median over them with a min-max error bar, and says how many runs and steady window
+firings each configuration rests on (``by_configuration``, ``draw_spread``: one place for
+"group rows by base run -> median, min, max, firings").
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +27,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.container import ErrorbarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 PIPELINE_LABELS: dict[str, str] = {
@@ -73,8 +83,33 @@ class FigureContext:
         return json.loads((self.summary_dir / "search" / f"{search_id}.json").read_text())
 
     def group_rows(self, group: str) -> pd.DataFrame:
+        """Runs-table rows of the runs of ``group``."""
         table = self.runs_table()
         return table[table["run_id"].isin(self.groups.get(group, []))]
+
+    def configuration_rows(self, group: str) -> pd.DataFrame:
+        """Runs-table rows of every repetition of the runs of ``group``: the rows whose
+        base run is the base of one of the group's runs (a sweep's default point is the
+        run of another group, with that group's repetitions)."""
+        table = with_repetitions(self.runs_table())
+        members = table[table["run_id"].isin(self.groups.get(group, []))]
+        return table[table["base_run_id"].isin(set(members["base_run_id"]))]
+
+    def first_repetitions(self, run_ids: Iterable[str]) -> list[str]:
+        """The runs of ``run_ids`` that are repetition 1 (the base run) of their run."""
+        return [r for r in run_ids if int((self.runs.get(r) or {}).get("repetition", 1)) == 1]
+
+    def repetitions_of(self, run_id: str) -> int:
+        """How many repetitions the profile has of the run ``run_id`` repeats."""
+        base = (self.runs.get(run_id) or {}).get("base_run_id", run_id)
+        return max(1, sum(1 for spec in self.runs.values()
+                          if spec.get("base_run_id", spec.get("run_id")) == base))
+
+    def which_run(self, run_id: str) -> str:
+        """For a panel title: "run 1 of 3" when the run is repeated, else ""."""
+        n = self.repetitions_of(run_id)
+        rep = int((self.runs.get(run_id) or {}).get("repetition", 1))
+        return f"run {rep} of {n}" if n > 1 else ""
 
 
 def label(pipeline: str) -> str:
@@ -135,6 +170,143 @@ def shade_mmpp_high(ax: Any, series: pd.DataFrame, start_ms: float, end_ms: floa
     return True
 
 
+# ------------------------------------------------ repetitions: median, min-max, firings
+def firings_column(metric: str) -> str:
+    """The runs-table column counting the steady-state window firings a latency statistic
+    rests on (sdsbench.analysis.latency): ``latency_above_delay_ms_p95`` ->
+    ``latency_above_delay_ms_firings``, ``query_latency_ms_mean`` ->
+    ``query_latency_ms_firings``. Statistics without firings have no such column."""
+    return metric.rsplit("_", 1)[0] + "_firings"
+
+
+def with_repetitions(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with ``base_run_id`` and ``repetition`` filled in (a row without them is
+    repetition 1 of itself)."""
+    rows = rows.copy()
+    base = rows["base_run_id"] if "base_run_id" in rows else pd.Series(np.nan, index=rows.index)
+    rows["base_run_id"] = base.where(base.notna(), rows["run_id"]).astype(str)
+    rep = rows["repetition"] if "repetition" in rows else pd.Series(1, index=rows.index)
+    rows["repetition"] = pd.to_numeric(rep, errors="coerce").fillna(1).astype(int)
+    return rows
+
+
+def by_configuration(rows: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
+    """One row per configuration (base run) of ``rows`` (runs-table rows; the repetitions
+    of a run share its ``base_run_id``), in the order the configurations first appear:
+
+    - the columns of its first repetition (the configuration's settings);
+    - ``n_runs``: its repetitions among ``rows``; ``run_ids``: their ids by repetition;
+    - per metric m: ``m_median``, ``m_min``, ``m_max`` over the repetitions' values
+      (missing values left out, as in the headline table), ``m_n`` the values counted,
+      ``m_values`` the values by repetition (missing ones NaN), and ``m_firings`` the
+      steady window firings the repetitions rest on together (the sum of their
+      ``firings_column(m)``: the pooled sample; NaN for a statistic without firings).
+    """
+    metrics = list(metrics)
+    rows = with_repetitions(rows)
+    out = []
+    for base, part in rows.groupby("base_run_id", sort=False):
+        part = part.sort_values("repetition", kind="stable")
+        row = part.iloc[0].to_dict()
+        row |= {"base_run_id": base, "n_runs": len(part), "run_ids": tuple(part["run_id"])}
+        for m in metrics:
+            values = (pd.to_numeric(part[m], errors="coerce").astype(float) if m in part
+                      else pd.Series(np.nan, index=part.index))
+            clean = values.dropna()
+            fc = firings_column(m)
+            firings = (pd.to_numeric(part[fc], errors="coerce") if fc in part
+                       else pd.Series(dtype=float))
+            row |= {
+                f"{m}_values": tuple(float(v) for v in values),
+                f"{m}_n": int(len(clean)),
+                f"{m}_median": float(clean.median()) if len(clean) else math.nan,
+                f"{m}_min": float(clean.min()) if len(clean) else math.nan,
+                f"{m}_max": float(clean.max()) if len(clean) else math.nan,
+                f"{m}_firings": (float(firings.fillna(0).sum()) if firings.notna().any()
+                                 else math.nan),
+            }
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def sample_text(n: int, firings: float = math.nan, of: int | None = None) -> str:
+    """What a number rests on: "n = 3 runs, 9 firings" (steady window firings, pooled
+    over the runs); "n = 2 of 3 runs" when some repetitions have no value."""
+    runs = f"{n} of {of}" if of is not None and of != n else f"{n}"
+    text = f"n = {runs} run{'' if n == 1 and of in (None, 1) else 's'}"
+    if firings is not None and not (isinstance(firings, float) and math.isnan(firings)):
+        text += f", {firings:,.0f} firing{'' if firings == 1 else 's'}"
+    return text
+
+
+def spread_label(statistic: str, conf: pd.DataFrame, metric: str) -> str:
+    """Axis label: the statistic and its sample base, e.g. "p95 above delay (ms)" /
+    "median of 3 runs, bars: min-max"."""
+    counts = sorted({int(n) for n in conf[f"{metric}_n"] if n}) if len(conf) else []
+    if not counts or counts == [1]:
+        return f"{statistic}\none run per point"
+    runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{statistic}\nmedian of {runs} runs, bars: min-max"
+
+
+def dodge(i: int, n: int, width: float) -> float:
+    """The x shift of series ``i`` of ``n`` drawn at the same x positions, ``width`` apart,
+    centred on the true x (so error bars of different series do not hide each other)."""
+    return (i - (n - 1) / 2) * width
+
+
+def draw_spread(
+    ax: Any, conf: pd.DataFrame, x: str, metric: str, *, color: str,
+    label: str | None = None, fmt: str = "o-", mfc: str | None = None,
+    x_factor: float = 1.0, y_factor: float = 1.0, x_shift: float = 0.0,
+    annotate: bool = False, annotate_offset: tuple[float, float] = (5, -9),
+) -> ErrorbarContainer | None:
+    """Draw ``metric`` of the configurations ``conf`` (``by_configuration``) against
+    ``x``: every repetition as a small point, the median of each configuration with one
+    min-max error bar (``fmt``: marker and line through the medians, "none" for bars
+    and points only) and, with ``annotate``, "n = <runs> runs, <firings> firings" beside
+    each median. ``x`` is a setting (a column of the first repetition) or an aggregated
+    metric (``x``_median exists: its median, with a horizontal min-max bar). Values are
+    scaled by ``x_factor``/``y_factor``; ``x_shift`` (after scaling) sets series at the
+    same x apart. Returns the error bars (None without data)."""
+    if conf.empty or f"{metric}_median" not in conf:
+        return None
+    aggregated_x = f"{x}_median" in conf
+    order = np.argsort(conf[f"{x}_median" if aggregated_x else x].to_numpy(dtype=float),
+                       kind="stable")
+    conf = conf.iloc[order]
+    xs = conf[f"{x}_median" if aggregated_x else x].to_numpy(dtype=float) * x_factor + x_shift
+    med = conf[f"{metric}_median"].to_numpy(dtype=float) * y_factor
+    lo = conf[f"{metric}_min"].to_numpy(dtype=float) * y_factor
+    hi = conf[f"{metric}_max"].to_numpy(dtype=float) * y_factor
+    # Each repetition, small.
+    px, py = [], []
+    for i, values in enumerate(conf[f"{metric}_values"]):
+        rep_x = ([float(v) * x_factor + x_shift for v in conf[f"{x}_values"].iloc[i]]
+                 if aggregated_x else [xs[i]] * len(values))
+        px += rep_x
+        py += [float(v) * y_factor for v in values]
+    ax.plot(px, py, ".", color=color, ms=4, alpha=0.45, ls="none", zorder=2)
+    xerr = None
+    if aggregated_x:
+        xerr = np.vstack([xs - x_shift - conf[f"{x}_min"].to_numpy(dtype=float) * x_factor,
+                          conf[f"{x}_max"].to_numpy(dtype=float) * x_factor + x_shift - xs])
+    style: dict[str, Any] = {} if fmt == "none" else {"mfc": mfc or color}
+    bars = ax.errorbar(xs, med, yerr=np.vstack([med - lo, hi - med]), xerr=xerr, fmt=fmt,
+                       color=color, ecolor=color, elinewidth=1, capsize=3, label=label,
+                       zorder=3, **style)
+    if annotate:
+        for i, (xi, yi) in enumerate(zip(xs, med, strict=True)):
+            if math.isnan(yi):
+                continue
+            row = conf.iloc[i]
+            ax.annotate(sample_text(int(row[f"{metric}_n"]), row[f"{metric}_firings"],
+                                    int(row["n_runs"])),
+                        (xi, yi), textcoords="offset points", xytext=annotate_offset,
+                        fontsize=6, color=color)
+    return bars
+
+
 def save(fig: Figure, png: str | Path, pdf: str | Path | None = None) -> None:
     """Write the figure (PNG at 150 dpi, and PDF) through temporary names, then rename,
     so an interrupted plot never leaves a file Snakemake would take as done."""
@@ -149,6 +321,21 @@ def save(fig: Figure, png: str | Path, pdf: str | Path | None = None) -> None:
     plt.close(fig)
 
 
+def threshold_multiple(run_id: str, spec: dict[str, Any] | None = None) -> float:
+    """The multiple of t_h an at-threshold run runs at (``<id>-th2x``, ``<id>-th2x-rep2``)."""
+    if spec and spec.get("rate_of"):
+        return float(spec["rate_of"]["multiple"])
+    return float(run_id.rsplit("-th", 1)[1].split("x", 1)[0])
+
+
+def threshold_runs(groups: dict[str, list[str]], runs: dict[str, dict[str, Any]],
+                   multiple: float | None = None) -> list[str]:
+    """Repetition 1 of the runs at a multiple of t_h (at ``multiple``, or all)."""
+    return [r for r in groups.get("at_threshold", [])
+            if int((runs.get(r) or {}).get("repetition", 1)) == 1
+            and (multiple is None or threshold_multiple(r, runs.get(r)) == float(multiple))]
+
+
 def figure_inputs(
     summary: str, runs: dict[str, dict[str, Any]], groups: dict[str, list[str]],
     searches: dict[str, dict[str, Any]], generator_bench: str | None = None,
@@ -160,23 +347,21 @@ def figure_inputs(
         return [f"{summary}/{kind}/{r}.{ext}" for r in run_ids
                 for kind, ext in (("runs", "json"), ("windows", "csv"), ("series", "csv"))]
 
-    def threshold_runs(multiple: float | None = None) -> list[str]:
-        return [r for r in groups.get("at_threshold", [])
-                if multiple is None or r.endswith(f"-th{multiple:g}x")]
+    def first(group: str) -> list[str]:  # one run per configuration: repetition 1
+        return [r for r in groups.get(group, []) if int(runs[r].get("repetition", 1)) == 1]
 
     runs_table = f"{summary}/runs.csv"
     search_files = [f"{summary}/search/{s}.json" for s in searches]
-    baseline = [r for r in groups.get("baseline", []) if runs[r]["pipeline"] in ("a1", "a2")]
-    event_spp = [r for r in groups.get("event_time", [])
-                 if runs[r]["arrival"]["process"] == "spp"]
+    baseline = [r for r in first("baseline") if runs[r]["pipeline"] in ("a1", "a2")]
+    event_spp = [r for r in first("event_time") if runs[r]["arrival"]["process"] == "spp"]
     return {
         "a1_a2_throughput_latency": [runs_table],
         "latency_over_time_a1_a2": run_files(baseline),
-        "latency_over_time_event_time": run_files(groups.get("event_time", [])),
+        "latency_over_time_event_time": run_files(first("event_time")),
         "event_time_spp": run_files(event_spp),
-        "event_time_mmpp": run_files(threshold_runs(1)),
-        "latency_vs_rate": [*search_files, f"{summary}/stress.csv"],
-        "mmpp_latency_over_time": run_files(threshold_runs()),
+        "event_time_mmpp": run_files(threshold_runs(groups, runs, 1)),
+        "latency_vs_rate": search_files,
+        "mmpp_latency_over_time": run_files(threshold_runs(groups, runs)),
         "parallelism": [runs_table],
         "watermark_delay": [runs_table],
         "e2e_latency_all": [runs_table, *search_files],

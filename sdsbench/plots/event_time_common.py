@@ -1,5 +1,5 @@
 """Event time against processing time, with the watermark (shared by the SPP and MMPP
-figures)."""
+figures). One panel per configuration: its first repetition (run 1 of n)."""
 
 from __future__ import annotations
 
@@ -40,9 +40,11 @@ def draw_event_time(ctx: FigureContext, run_ids: list[str], what: str) -> Figure
         ax.plot((w["visible_ms"] - start) / 1000, (w["window_end_ms"] - start) / 1000, "o",
                 ms=3, color="black", label="window result (end, visible at)")
         ax.set_xlim(left=min(0, ax.get_xlim()[0]))
+        which = ctx.which_run(run_id)
         ax.set_title(f"{label(pipeline)} {s['process'].upper()} "
                      f"@ {s['offered_rate_eps'] / 1000:g}k ev/s "
-                     f"(delay {s['configured_delay_ms'] / 1000:g} s)", fontsize=9)
+                     f"(delay {s['configured_delay_ms'] / 1000:g} s)"
+                     + (f"\n{which}" if which else ""), fontsize=9)
         ax.set_xlabel("processing time (s since start)")
         ax.set_ylabel("event time (s since start)")
         ax.grid(alpha=0.3)

@@ -12,11 +12,12 @@ CAPTION = (
     "event-time pipeline. Dotted: the ideal (event time = processing time); line: the "
     "pipeline's watermark as it advanced; dots: window results, plotted at (time the "
     "result became visible, window end). The horizontal distance from a dot to the "
-    "diagonal is the latency from window end."
+    "diagonal is the latency from window end. A repeated run is shown by its first "
+    "repetition (the panel title says which of how many)."
 )
 
 
 def draw(ctx: FigureContext) -> Figure:
-    run_ids = [r for r in ctx.groups.get("event_time", [])
+    run_ids = [r for r in ctx.first_repetitions(ctx.groups.get("event_time", []))
                if ctx.runs[r]["arrival"]["process"] == "spp"]
     return draw_event_time(ctx, run_ids, "SPP event-time")

@@ -22,12 +22,18 @@ CAPTION = (
     "wall time of the window query. Grey, right axis: consumer lag (A2), or how far the "
     "producer ran behind its schedule (A1, where producer and database are coupled)."
     " Only windows that end while input flows are shown (those the latency statistics"
-    " count)."
+    " count); the title gives their number (steady firings) and, for a repeated run,"
+    " which repetition is shown (the first)."
 )
 
 
+def _firings(summary: dict, latency: str) -> str:
+    n = summary.get(f"{latency}_firings")
+    return "" if n is None else f"{float(n):,.0f} steady firings"
+
+
 def draw(ctx: FigureContext) -> Figure:
-    run_ids = [r for r in ctx.groups.get("baseline", [])
+    run_ids = [r for r in ctx.first_repetitions(ctx.groups.get("baseline", []))
                if ctx.runs[r]["pipeline"] in ("a1", "a2")]
     if not run_ids:
         return empty_figure(f"profile {ctx.profile}: no A1/A2 runs")
@@ -54,7 +60,10 @@ def draw(ctx: FigureContext) -> Figure:
         else:  # A1: the producer itself falls behind its schedule
             ax2.plot((behind["time_ms"] - start) / 1000, behind["value"], color="0.6", lw=1)
             ax2.set_ylabel("generator behind schedule (ms)", color="0.5")
-        ax.set_title(f"{label(pipeline)} @ {s['offered_rate_eps'] / 1000:g}k ev/s", fontsize=9)
+        base = ", ".join(x for x in (ctx.which_run(run_id),
+                                     _firings(s, "latency_from_last_insertion_ms")) if x)
+        ax.set_title(f"{label(pipeline)} @ {s['offered_rate_eps'] / 1000:g}k ev/s"
+                     + (f"\n{base}" if base else ""), fontsize=9)
         ax.set_xlabel("window end (s since start)")
         ax.set_ylabel("latency (ms)")
         ax.grid(alpha=0.3)

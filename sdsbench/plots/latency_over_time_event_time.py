@@ -20,12 +20,13 @@ CAPTION = (
     "end minus the configured watermark delay; dashed: latency from the window's last "
     "insertion. Grey, right axis: consumer lag."
     " Only windows that end while input flows are shown (those the latency statistics"
-    " count)."
+    " count); the title gives their number (steady firings) and, for a repeated run,"
+    " which repetition is shown (the first)."
 )
 
 
 def draw(ctx: FigureContext) -> Figure:
-    run_ids = list(ctx.groups.get("event_time", []))
+    run_ids = ctx.first_repetitions(ctx.groups.get("event_time", []))
     if not run_ids:
         return empty_figure(f"profile {ctx.profile}: no event-time runs")
     fig, axes = panel_grid(len(run_ids))
@@ -45,8 +46,13 @@ def draw(ctx: FigureContext) -> Figure:
             ax2 = ax.twinx()
             ax2.plot((lag["time_ms"] - start) / 1000, lag["value"], color="0.6", lw=1)
             ax2.set_ylabel("lag (events)", color="0.5")
+        n = s.get("latency_above_delay_ms_firings")
+        base = ", ".join(x for x in (ctx.which_run(run_id),
+                                     "" if n is None else f"{float(n):,.0f} steady firings")
+                         if x)
         ax.set_title(f"{label(pipeline)} {s['process'].upper()} "
-                     f"@ {s['offered_rate_eps'] / 1000:g}k ev/s", fontsize=9)
+                     f"@ {s['offered_rate_eps'] / 1000:g}k ev/s"
+                     + (f"\n{base}" if base else ""), fontsize=9)
         ax.set_xlabel("window end (s since start)")
         ax.set_ylabel("latency (ms)")
         ax.grid(alpha=0.3)

@@ -13,6 +13,8 @@ from sdsbench.plots.common import (
     series_of,
     shade_mmpp_high,
     steady_windows,
+    threshold_multiple,
+    threshold_runs,
 )
 
 CAPTION = (
@@ -21,12 +23,21 @@ CAPTION = (
     "window and campaign, latency from window end minus the configured watermark delay; "
     "grey, right axis: events sent per second."
     " Filled: windows that end while input flows (those the latency statistics count);"
-    " open: the last windows, fired at the end of the input."
+    " open: the last windows, fired at the end of the input. The title gives the number"
+    " of steady firings, the share of the run in the high state and, for a repeated run,"
+    " which repetition is shown (the first)."
 )
 
 
+def _high_share(summary: dict) -> str:
+    share = summary.get("mmpp_high_share")
+    if share is None or share != share:  # missing or NaN
+        return ""
+    return f"{100 * float(share):.0f}% high"
+
+
 def draw(ctx: FigureContext) -> Figure:
-    run_ids = list(ctx.groups.get("at_threshold", []))
+    run_ids = threshold_runs(ctx.groups, ctx.runs)
     if not run_ids:
         return empty_figure(f"profile {ctx.profile}: no MMPP runs at t_h")
     fig, axes = panel_grid(len(run_ids), cols=2, width=5.0)
@@ -47,9 +58,14 @@ def draw(ctx: FigureContext) -> Figure:
         ax2 = ax.twinx()
         ax2.plot((sent["time_ms"] - start) / 1000, sent["value"] / 1000, color="0.5", lw=1)
         ax2.set_ylabel("sent (k ev/s)", color="0.5")
-        multiple = run_id.rsplit("-th", 1)[1]
-        ax.set_title(f"{label(pipeline)} MMPP {multiple} t_h "
-                     f"= {s['offered_rate_eps'] / 1000:g}k ev/s", fontsize=9)
+        multiple = threshold_multiple(run_id, ctx.runs.get(run_id))
+        n = s.get("latency_above_delay_ms_firings")
+        base = ", ".join(x for x in (ctx.which_run(run_id),
+                                     "" if n is None else f"{float(n):,.0f} steady firings",
+                                     _high_share(s)) if x)
+        ax.set_title(f"{label(pipeline)} MMPP {multiple:g}x t_h "
+                     f"= {s['offered_rate_eps'] / 1000:g}k ev/s"
+                     + (f"\n{base}" if base else ""), fontsize=9)
         ax.set_xlabel("window end (s since start)")
         ax.set_ylabel("latency above delay (ms)")
         ax.grid(alpha=0.3)
