@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from sdsbench.analysis.oracle import COMPLETE_AT
+
 # A point counts for the knee only if at least this share of its steady-state window
 # queries returned a complete answer (``at_query_complete_share``, sdsbench.analysis.oracle).
 MIN_COMPLETE_SHARE = 0.95
@@ -55,7 +57,7 @@ def knee_index(
     the most throughput per unit of latency. Points with a missing or non-positive latency
     or throughput are skipped; ties go to the higher throughput. When the share of complete
     answers at query time is given per point (``complete_share``: the share of steady-state
-    window queries whose answer held at least 99.9 per cent of the window's true events),
+    window queries whose answer held at least ``oracle.COMPLETE_AT`` of the window's true events),
     points below ``min_complete_share`` (0.95), or without it, are skipped too: a query
     that ran before its window's events arrived is fast because it counted little, not
     because the system is. None if no point counts.
@@ -76,7 +78,8 @@ def knee_index(
 KNEE_RULE = (
     "the knee is the run of highest power = achieved throughput / mean query latency "
     "(Kleinrock's power: the most throughput per unit of latency), among runs whose "
-    "window queries returned complete answers (at least 99.9 per cent of the window's "
+    f"window queries returned complete answers (at least {100 * COMPLETE_AT:g} per cent of "
+    "the window's "
     f"events) in at least {100 * MIN_COMPLETE_SHARE:.0f} per cent of their steady-state "
     "windows; runs with less complete answers are not candidates"
 )

@@ -52,9 +52,12 @@ well (the ``at_query_*`` keys of the check above), and their completeness is:
   ``sdsbench.analysis.latency``) with at least one true counted event
   (``at_query_completeness_windows`` of them): ``at_query_completeness_mean`` and
   ``_min``; ``at_query_complete_windows`` = those of completeness at least
-  ``COMPLETE_AT`` (0.999), ``at_query_complete_share`` = their share. A query that runs
+  ``COMPLETE_AT`` (0.99), ``at_query_complete_share`` = their share. A query that runs
   before the window's events have arrived (a consumer far behind) returns fast and
-  incomplete: its latency says nothing about a complete answer.
+  incomplete: its latency says nothing about a complete answer. The threshold leaves
+  room for the disordered events no grace waits for (an event whose event time lies
+  further back than the time since its window's end plus the grace): about 0.1 % of a
+  window with the default disorder, so a query that keeps up reads ~0.999.
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ from sdsbench.contract import WINDOW_MS
 
 KEY = ["campaign_id", "window_start_ms"]
 # A window's answer counts as complete when it holds at least this share of the window's
-# true events (module docstring).
-COMPLETE_AT = 0.999
+# true events (module docstring; disorder beyond the grace alone costs ~0.1 %).
+COMPLETE_AT = 0.99
 
 
 def final_and_first(
