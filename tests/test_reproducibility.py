@@ -214,3 +214,14 @@ def test_cli_bad_input_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "no such file" in proc.stderr and "nowhere" in proc.stderr
     assert run_cli(good, good, "--tolerance", "-1").returncode == 2
+
+
+def test_a_single_repetition_has_no_spread_to_judge_by():
+    from sdsbench.analysis.reproducibility import NO_SPREAD, compare_pair
+
+    one = {"key": "p95/x", "metric": "m", "unit": "ms", "median": 949.0, "lo": 949.0,
+           "hi": 949.0, "n_repetitions": 1, "interval_lo": math.nan, "interval_hi": math.nan}
+    other = dict(one, median=997.0, lo=997.0, hi=997.0)
+    result = compare_pair(one, other)
+    assert result["verdict"] == NO_SPREAD and "one repetition in A and B" in result["note"]
+    assert compare_pair(one, dict(one))["verdict"] == "agree"

@@ -147,6 +147,7 @@ def _baseline(
     return {"rows": chosen, "knees": knees, "pairs": pairs,
             "knee_excluded": knee_excluded, "incomplete_at_query": incomplete,
             "min_complete_share": knee.MIN_COMPLETE_SHARE,
+            "complete_at": oracle.COMPLETE_AT,
             "a1_min_ratio": min(a1_ratios) if a1_ratios else None,
             "a1_fell_behind": any(r < 1 - rate_tolerance for r in a1_ratios),
             "a2_lower_query_latency_everywhere": bool(pairs) and all(

@@ -21,11 +21,14 @@ Agreement rule (``RULE``, also printed with every report):
   bound's interval is open upwards; a t_h without an interval_lo has no interval;
 - a key in only one of the tables is reported as "only in A" / "only in B";
 - a number that is NaN (its median) on either side is "not measured";
+- a number from a single repetition on either side has no spread to judge by: when the
+  values differ it is "no spread" (reported with the tolerance that would join them, not
+  counted as agreement or disagreement);
 - the same key with a different metric or unit on the two sides disagrees.
 
-Only "disagree" fails the check (``exit_code``): "only in" and "not measured" are reported
-but are not disagreements. ``tolerance_needed`` says, for a disagreement, the smallest
-tolerance at which the spreads (or t_h intervals) would meet.
+Only "disagree" fails the check (``exit_code``): "only in", "not measured" and "no
+spread" are reported but are not disagreements. ``tolerance_needed`` says, for a
+disagreement, the smallest tolerance at which the spreads (or t_h intervals) would meet.
 
 Pure functions on DataFrames, except ``read_headline``, which reads one file.
 """
@@ -55,9 +58,10 @@ T_H_METRIC = "t_h_eps"
 AGREE = "agree"
 DISAGREE = "disagree"
 NOT_MEASURED = "not measured"
+NO_SPREAD = "no spread"
 ONLY_A = "only in A"
 ONLY_B = "only in B"
-VERDICTS = (AGREE, DISAGREE, NOT_MEASURED, ONLY_A, ONLY_B)
+VERDICTS = (AGREE, DISAGREE, NOT_MEASURED, NO_SPREAD, ONLY_A, ONLY_B)
 
 SIDE_COLUMNS = ("subject", "median", "lo", "hi", "n_repetitions", "firings", "interval_lo",
                 "interval_hi", "lower_bound", "values")
@@ -75,8 +79,9 @@ def rule_text(tolerance: float = 0.0) -> str:
         "to [lo - t*|lo|, hi + t*|hi|]; a t_h that is only a lower bound has no upper end. "
         "A t_h also agrees when the searches' intervals [highest pass, lowest fail) overlap "
         "(widened the same way). A key in one set only is 'only in A'/'only in B'; NaN on "
-        "either side is 'not measured'; neither counts as a disagreement. The same key with "
-        "a different metric or unit disagrees."
+        "either side is 'not measured'; a number of one repetition on either side has no "
+        "spread to judge by ('no spread' when the values differ); none of these counts as a "
+        "disagreement. The same key with a different metric or unit disagrees."
     )
 
 
@@ -268,6 +273,11 @@ def _compare_pair(a: Mapping[str, Any], b: Mapping[str, Any],
         return {"verdict": AGREE, "note": f"spreads overlap{widened}",
                 "tolerance_needed": tolerance_needed(sa, sb)}
     need = tolerance_needed(sa, sb)
+    single = [side for side, row in (("A", a), ("B", b)) if _num(row["n_repetitions"]) < 2]
+    if single and not (is_t_h(a) or is_t_h(b)):
+        return {"verdict": NO_SPREAD,
+                "note": f"one repetition in {' and '.join(single)}: no spread to judge by; "
+                        f"would agree at tolerance >= {need:.3g}", "tolerance_needed": need}
     if is_t_h(a) or is_t_h(b):
         ia, ib = interval(a), interval(b)
         if ia is not None and ib is not None:
@@ -335,9 +345,10 @@ def summary_line(report: pd.DataFrame) -> str:
 
 def counts_line(report: pd.DataFrame) -> str:
     c = verdict_counts(report)
-    shared = c[AGREE] + c[DISAGREE] + c[NOT_MEASURED]
+    shared = c[AGREE] + c[DISAGREE] + c[NOT_MEASURED] + c[NO_SPREAD]
     return (f"shared keys: {shared} (agree {c[AGREE]}, disagree {c[DISAGREE]}, "
-            f"not measured {c[NOT_MEASURED]}); only in A: {c[ONLY_A]}; "
+            f"not measured {c[NOT_MEASURED]}, no spread {c[NO_SPREAD]}); "
+            f"only in A: {c[ONLY_A]}; "
             f"only in B: {c[ONLY_B]}")
 
 

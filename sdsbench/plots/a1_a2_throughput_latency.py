@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from sdsbench.analysis.knee import KNEE_RULE, MIN_COMPLETE_SHARE, knee_index
+from sdsbench.analysis.oracle import COMPLETE_AT
 from sdsbench.plots.common import (
     FigureContext,
     by_configuration,
@@ -27,7 +28,8 @@ CAPTION = (
     "PostgreSQL). Left: achieved throughput against the mean latency of the per-window "
     "query, one point per offered rate (labelled in k events/s). Right: completeness of "
     "the answers at query time per offered rate: the share of steady-state window queries "
-    "whose answer held at least 99.9 per cent of the window's true events (solid), and the "
+    f"whose answer held at least {100 * COMPLETE_AT:g} per cent of the window's true events "
+    "(solid), and the "
     "mean share of a window's events present in its answer (dashed); the dotted line is "
     f"the knee's threshold ({100 * MIN_COMPLETE_SHARE:.0f} per cent). Hollow points: "
     "answers not complete enough (or not measured), so the point's query latency is not an "
