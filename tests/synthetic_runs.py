@@ -193,6 +193,11 @@ def fabricate_staircase_backlog(run_dir: str | Path, spec: dict[str, Any],
         lags.append(lag)
     pd.DataFrame({"time_ms": times, "watermark_ms": wm}).to_csv(
         run_dir / "metrics" / "watermark.csv", index=False)
+    rate = pd.read_csv(run_dir / "generator" / "rate.csv")  # the schedule follows the steps
+    nominal = np.array([next((r for lo, hi, r in steps if lo <= s < hi), steps[-1][2])
+                        for s in rate["second"]])
+    rate["scheduled"] = rate["sent"] = np.random.default_rng(0).poisson(nominal)
+    rate.to_csv(run_dir / "generator" / "rate.csv", index=False)
     rows = [(int(t), p, 0, 0, int(x / 4) + 10) for t, x in zip(times, lags, strict=True)
             for p in range(4)]
     pd.DataFrame(rows, columns=["time_ms", "partition", "end_offset", "committed_offset",

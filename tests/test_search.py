@@ -50,6 +50,10 @@ def _staircase_run(tmp_path, config, capacity_eps, *, generator_fails_from=None)
     lag = pd.read_csv(run_dir / "metrics" / "lag.csv")
     lag["lag"] = 10
     lag.to_csv(run_dir / "metrics" / "lag.csv", index=False)
+    rate = pd.read_csv(run_dir / "generator" / "rate.csv")  # the schedule follows the steps
+    nominal = [next(r for lo, hi, r in steps if lo <= s < hi) for s in rate["second"]]
+    rate["scheduled"] = rate["sent"] = rng.poisson(nominal)
+    rate.to_csv(run_dir / "generator" / "rate.csv", index=False)
     if generator_fails_from is not None:
         rate = pd.read_csv(run_dir / "generator" / "rate.csv")
         late = rate["second"] >= generator_fails_from * 4

@@ -12,7 +12,8 @@ signals, both in milliseconds:
   many ms of input wait unread).
 
 Each signal is fitted with a fluid queue of capacity C (``fluid_backlog``): at offered
-rate r its backlog grows by 1000 (1 - C / r) ms per second, drains at that pace below C
+rate r (the events the generator scheduled in that second, so MMPP bursts count) its
+backlog grows by 1000 (1 - C / r) ms per second, drains at that pace below C
 and never falls below zero; the C of least absolute deviation, with a free offset (the
 signal's level, e.g. the sampling delay of the watermark), over a grid of C spaced by
 ``CAPACITY_GRID_FACTOR`` is taken. The fit uses the whole run, so the sawtooth of a
@@ -64,12 +65,13 @@ def fluid_backlog(times_s: np.ndarray, rates: np.ndarray, capacity: float) -> np
 
 
 def fitted_capacity(
-    times_s: np.ndarray, values: np.ndarray, steps: list[tuple[float, float, float]],
+    times_s: np.ndarray, values: np.ndarray, rates: np.ndarray,
+    steps: list[tuple[float, float, float]],
 ) -> tuple[float, float]:
     """The capacity C whose fluid backlog (plus a free offset: the signal's level) best
     explains the signal, by least absolute deviation over a grid of C; and the backlog
-    growth that fit attributes to overload by the end of the run (ms)."""
-    rates = np.array([_rate_at(steps, t) for t in times_s])
+    growth that fit attributes to overload by the end of the run (ms). ``rates`` is the
+    offered rate at each sample time."""
     lo, hi = steps[0][2] / 2, steps[-1][2] * 2
     grid = lo * CAPACITY_GRID_FACTOR ** np.arange(
         int(np.log(hi / lo) / np.log(CAPACITY_GRID_FACTOR)) + 1)
@@ -83,8 +85,24 @@ def fitted_capacity(
     return best, best_end
 
 
+def offered_rates(run: RunData, steps: list[tuple[float, float, float]],
+                  times_s: np.ndarray) -> np.ndarray:
+    """The offered rate at each time (s after the generator's start): the events the
+    generator scheduled in that second (so MMPP bursts and Poisson noise count), else the
+    step's nominal rate."""
+    rate = run.rate
+    per_second = dict(zip(rate["second"].astype(int), rate["scheduled"].astype(float),
+                          strict=True))
+    out = []
+    for t in times_s:
+        scheduled = per_second.get(int(math.floor(t)), 0.0)
+        out.append(scheduled if scheduled > 0 else _rate_at(steps, t))
+    return np.array(out, dtype=float)
+
+
 def _signals(run: RunData, start_ms: float, end_ms: float, delay_ms: float,
-             steps: list[tuple[float, float, float]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+             steps: list[tuple[float, float, float]],
+             ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     wm = engine_metrics.watermark_series(run)
     wm = wm[(wm["time_ms"] >= start_ms) & (wm["time_ms"] <= end_ms)]
@@ -95,7 +113,7 @@ def _signals(run: RunData, start_ms: float, end_ms: float, delay_ms: float,
     lag = lag[(lag["time_ms"] >= start_ms) & (lag["time_ms"] <= end_ms)]
     if len(lag):
         t = lag["time_ms"].to_numpy(dtype=float)
-        rate = np.array([_rate_at(steps, (x - start_ms) / 1000.0) for x in t])
+        rate = offered_rates(run, steps, (t - start_ms) / 1000.0)
         out["input"] = (t, lag["lag"].to_numpy(dtype=float) / rate * 1000.0)
     return out
 
@@ -151,8 +169,11 @@ def analyse_staircase(
     start_ms, end_ms = gen["start_ns"] / 1e6, gen["schedule_end_ns"] / 1e6
     steps = step_rates(run.spec["arrival"], float(run.spec["duration_s"]))
     signals = _signals(run, start_ms, end_ms, delay_ms, steps)
-    fits = {name: fitted_capacity((t - start_ms) / 1000.0, v, steps)
-            for name, (t, v) in signals.items() if len(v)}
+    fits = {}
+    for name, (t, v) in signals.items():
+        if len(v):
+            t_s = (t - start_ms) / 1000.0
+            fits[name] = fitted_capacity(t_s, v, offered_rates(run, steps, t_s), steps)
     # Overloaded: the fit explains growth of at least the latency bound by the end.
     capacities = {name: c for name, (c, grown) in fits.items() if grown >= latency_bound_ms}
     capacity = min(capacities.values()) if capacities else None
