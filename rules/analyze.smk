@@ -55,7 +55,9 @@ rule make_table:
     input:
         runs=RUN_SUMMARIES,
         searches=SEARCH_SUMMARIES,
-        windows=[f"{SUMMARY}/windows/{r}.csv" for r in RUNS],
+        # Only the headline table pools the per-window latencies of repetitions.
+        windows=lambda w: ([f"{SUMMARY}/windows/{r}.csv" for r in RUNS]
+                           if w.table == "headline" else []),
         code=[f"{LIBRARY}/analysis/tables.py", f"{LIBRARY}/experiments.py"],
         script=f"{SCRIPTS}/make_table.py",
     output:

@@ -25,9 +25,9 @@ after which every steady window fired more than ``latency_bound_ms`` above the d
 the steady confirmation trials); the steps before the first failing one pass. A step in which the
 generator missed its schedule (sent outside ``rate_tolerance`` of scheduled, or behind
 by more than ``generator_behind_max_ms``) is invalid, as is every later one: the
-staircase then says only that t_h is at least the last valid passing rate. When no
-signal crosses, the last step is not judged (nothing after it shows growth) and t_h is
-at least the rate of the step before it.
+staircase then says only that t_h is at least the last valid passing rate. When no step
+fails, the last step is not judged (nothing after it shows growth) and t_h is at least
+the rate of the step before it.
 """
 
 from __future__ import annotations
@@ -102,27 +102,34 @@ def offered_rates(run: RunData, steps: list[tuple[float, float, float]],
 
 def _signals(run: RunData, start_ms: float, end_ms: float, delay_ms: float,
              steps: list[tuple[float, float, float]],
-             ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+             ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each backlog signal (module docstring) as (sample times in s after the generator's
+    start, backlog in ms, offered rate at those times)."""
     out = {}
     wm = engine_metrics.watermark_series(run)
     wm = wm[(wm["time_ms"] >= start_ms) & (wm["time_ms"] <= end_ms)]
     if len(wm):
         t = wm["time_ms"].to_numpy(dtype=float)
-        out["watermark"] = (t, t - wm["watermark_ms"].to_numpy(dtype=float) - delay_ms)
+        t_s = (t - start_ms) / 1000.0
+        out["watermark"] = (t_s, t - wm["watermark_ms"].to_numpy(dtype=float) - delay_ms,
+                            offered_rates(run, steps, t_s))
     lag = flow.total_lag(run.metric("lag"))
     lag = lag[(lag["time_ms"] >= start_ms) & (lag["time_ms"] <= end_ms)]
     if len(lag):
-        t = lag["time_ms"].to_numpy(dtype=float)
-        rate = offered_rates(run, steps, (t - start_ms) / 1000.0)
-        out["input"] = (t, lag["lag"].to_numpy(dtype=float) / rate * 1000.0)
+        t_s = (lag["time_ms"].to_numpy(dtype=float) - start_ms) / 1000.0
+        rate = offered_rates(run, steps, t_s)
+        out["input"] = (t_s, lag["lag"].to_numpy(dtype=float) / rate * 1000.0, rate)
     return out
 
 
+def _step_of(steps: list[tuple[float, float, float]], t_s: float) -> int | None:
+    """The index of the step holding time ``t_s`` (None outside the staircase)."""
+    return next((i for i, (lo, hi, _) in enumerate(steps) if lo <= t_s < hi), None)
+
+
 def _rate_at(steps: list[tuple[float, float, float]], t_s: float) -> float:
-    for lo, hi, rate in steps:
-        if lo <= t_s < hi:
-            return rate
-    return steps[-1][2]
+    index = _step_of(steps, t_s)
+    return steps[-1 if index is None else index][2]
 
 
 def _generator_valid(rate: pd.DataFrame, lo_s: float, hi_s: float, tolerance: float,
@@ -149,8 +156,7 @@ def window_latency_by_step(
     fired = steady.dropna(subset=["latency_above_delay_ms", "visible_ms"])
     out: dict[int, float] = {}
     for _, firing in fired.groupby("window_start_ms"):
-        t_s = (float(firing["visible_ms"].median()) - start_ms) / 1000.0
-        index = next((i for i, (lo, hi, _) in enumerate(steps) if lo <= t_s < hi), None)
+        index = _step_of(steps, (float(firing["visible_ms"].median()) - start_ms) / 1000.0)
         if index is not None:
             out[index] = max(out.get(index, -math.inf),
                              float(firing["latency_above_delay_ms"].max()))
@@ -169,11 +175,8 @@ def analyse_staircase(
     start_ms, end_ms = gen["start_ns"] / 1e6, gen["schedule_end_ns"] / 1e6
     steps = step_rates(run.spec["arrival"], float(run.spec["duration_s"]))
     signals = _signals(run, start_ms, end_ms, delay_ms, steps)
-    fits = {}
-    for name, (t, v) in signals.items():
-        if len(v):
-            t_s = (t - start_ms) / 1000.0
-            fits[name] = fitted_capacity(t_s, v, offered_rates(run, steps, t_s), steps)
+    fits = {name: fitted_capacity(t_s, v, rates, steps)
+            for name, (t_s, v, rates) in signals.items()}
     # Overloaded: the fit explains growth of at least the latency bound by the end.
     capacities = {name: c for name, (c, grown) in fits.items() if grown >= latency_bound_ms}
     capacity = min(capacities.values()) if capacities else None
@@ -200,9 +203,8 @@ def analyse_staircase(
             verdict = "fail"
         else:
             verdict = "pass"
-        peak = {name: float(np.max(v[(t >= start_ms + lo * 1000) & (t < start_ms + hi * 1000)],
-                                   initial=-math.inf))
-                for name, (t, v) in signals.items()}
+        peak = {name: float(np.max(v[(t_s >= lo) & (t_s < hi)], initial=-math.inf))
+                for name, (t_s, v, _) in signals.items()}
         rows.append({"step": i, "start_s": lo, "end_s": hi, "rate_eps": rate,
                      "verdict": verdict, "generator": why or "on schedule",
                      "window_latency_above_delay_ms_max": latency.get(i),

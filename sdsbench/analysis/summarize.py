@@ -313,8 +313,7 @@ def summarize_search(
                 entry["region_now"] = [stair["highest_pass_eps"], stair["lowest_fail_eps"]]
             else:
                 verdict = sustainable(summary, criterion)
-                entry["verdict_now"] = verdict.get(
-                    "verdict", "pass" if verdict["sustainable"] else "fail")
+                entry["verdict_now"] = verdict["verdict"]
                 entry["sustainable_now"] = verdict["sustainable"]
                 entry["reasons_now"] = verdict["reasons"]
             entry["row"] = {k: _json_safe(v) for k, v in summary.items()}

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sdsbench.analysis.criterion import Criterion, sustainable  # noqa: F401
+from sdsbench.analysis.criterion import Criterion, sustainable
 
 log = logging.getLogger("sdsbench.search")
 
@@ -61,9 +61,7 @@ def _verdict(summary: dict[str, Any], criterion: Criterion) -> dict[str, Any]:
     if "failed" in summary:
         return {"verdict": "fail", "sustainable": False,
                 "reasons": f"run failed: {summary['failed']}"}
-    verdict = sustainable(summary, criterion)
-    verdict.setdefault("verdict", "pass" if verdict["sustainable"] else "fail")
-    return verdict
+    return sustainable(summary, criterion)
 
 
 def confirm_region(
