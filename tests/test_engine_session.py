@@ -75,13 +75,18 @@ def test_session_serves_runs_and_is_reused(fake, tmp_path: Path) -> None:
     assert report["echoed"] == 8 and report["runs_served"] == 2
     assert "serving r1" not in (tmp_path / "r2" / "job.log").read_text()
 
-    # Other settings: a new server; the engine's idle one is stopped first.
+    # Other settings: a new server beside the idle one (SESSIONS_PER_ENGINE = 2)...
     other = open_({"heap": 2})
     assert other is not None and not other.reused and other.pid != first.pid
-    assert not es.pid_alive(first.pid)
+    assert es.pid_alive(first.pid)
     other.release()
-    assert es.stop_sessions(root) == [other.dir.name]
-    assert not es.pid_alive(other.pid)
+    # ...and a third stops the least recently used of them (the first).
+    third = open_({"heap": 3})
+    assert third is not None and not third.reused
+    assert not es.pid_alive(first.pid) and es.pid_alive(other.pid)
+    third.release()
+    assert es.stop_sessions(root) == sorted([other.dir.name, third.dir.name])
+    assert not es.pid_alive(other.pid) and not es.pid_alive(third.pid)
 
 
 def test_killed_session_is_replaced(fake, tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ What a session shares between runs: the JVM (heap, JIT code cache, loaded classe
 What it does not: topics, checkpoints, queries/jobs, listeners, the run directory. A
 run that kills the SUT (fault runs) kills the session with it; the next run starts a
 new one. Settings that fix the JVM (heap, jars, Spark master, JVM options) are the
-session's ``settings``; runs with other settings get another session (one per engine
-is kept: starting one stops the engine's other idle sessions).
+session's ``settings``; runs with other settings get another session. At most
+``SESSIONS_PER_ENGINE`` are kept per engine: starting one stops the engine's least
+recently used idle sessions beyond that.
 
 Protocol (files in the session directory, ``<services state dir>/engine-sessions/
 <engine>-<key>``; the engine side needs only the standard library):
@@ -53,6 +54,10 @@ SESSIONS_ENV = "SDSBENCH_ENGINE_SESSIONS_DIR"  # overrides <services state dir>/
 SERVER_FILE = "server.json"
 SHUTDOWN_FILE = "SHUTDOWN"
 LOG_FILE = "server.log"
+# Two: a sweep varies one JVM-fixing setting (Spark's master) between two values, and
+# repetitions interleave them; with one session each switch restarted the JVM (~70 s,
+# and a slower first run). Two idle drivers fit the reference machine's memory easily.
+SESSIONS_PER_ENGINE = 2
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -235,7 +240,7 @@ def open_session(
             log.info("%s session %s reused (pid %s, %s runs served)", engine, key, info["pid"],
                      info.get("runs_served"))
             return EngineSession(engine, key, sdir, int(info["pid"]), True, info, lock)
-        stop_sessions(root, engine)  # one session per engine: free the memory of others
+        stop_sessions(root, engine, keep=SESSIONS_PER_ENGINE - 1)  # free the memory of others
         for sub in ("requests", "done"):
             for old in (sdir / sub).glob("*.json"):
                 old.unlink()
@@ -265,16 +270,22 @@ def open_session(
         raise
 
 
-def stop_sessions(root: Path, engine: str | None = None, timeout_s: float = 30.0) -> list[str]:
-    """Stop the idle sessions under ``root`` (of ``engine``, or all); a session serving a
-    run (locked) is asked to exit once idle. Returns the stopped sessions' names."""
-    stopped = []
+def stop_sessions(root: Path, engine: str | None = None, timeout_s: float = 30.0,
+                  keep: int = 0) -> list[str]:
+    """Stop the idle sessions under ``root`` (of ``engine``, or all) except the ``keep``
+    most recently used; a session serving a run (locked) is asked to exit once idle.
+    Returns the stopped sessions' names."""
+    stopped: list[str] = []
     if not root.exists():
         return stopped
-    for sdir in sorted(root.glob(f"{engine or '*'}-*")):
+    alive = []
+    for sdir in root.glob(f"{engine or '*'}-*"):
         info = _read_json(sdir / SERVER_FILE)
-        if info is None or not pid_alive(int(info["pid"])):
-            continue
+        if info is not None and pid_alive(int(info["pid"])):
+            alive.append((sdir, info))
+    # server.json is rewritten after every run: its mtime is the session's last use.
+    alive.sort(key=lambda item: (item[0] / SERVER_FILE).stat().st_mtime, reverse=True)
+    for sdir, info in sorted(alive[keep:], key=lambda item: item[0].name):
         lock = _try_lock(sdir / "lock")
         (sdir / SHUTDOWN_FILE).touch()
         if lock is None:
