@@ -1,6 +1,6 @@
 # ------------------------------------------------------------------ per-run analysis
-# Analysis rules list the library modules they use: editing the analysis reruns it
-# (cheap), never the engine runs. Their params are the settings the analysis reads.
+# Analysis rules list the project modules their script imports (code_of): editing the
+# analysis reruns it (cheap), never the engine runs. Their params are the settings the analysis reads.
 ANALYSIS_SETTINGS = {
     "warmup_s": config["experiments"]["warmup_s"],
     "criterion": {k: config["search"][k] for k in (
@@ -12,7 +12,7 @@ ANALYSIS_SETTINGS = {
 rule summarize_run:
     input:
         run=f"{RAW}/{{run_id}}",
-        code=ANALYSIS_CODE,
+        code=code_of("summarize_run.py"),
         script=f"{SCRIPTS}/summarize_run.py",
     output:
         summary=f"{SUMMARY}/runs/{{run_id}}.json",
@@ -30,7 +30,7 @@ rule summarize_run:
 rule summarize_search:
     input:
         search=f"{SEARCH}/{{search_id}}.json",
-        code=ANALYSIS_CODE,
+        code=code_of("summarize_search.py"),
         script=f"{SCRIPTS}/summarize_search.py",
     output:
         f"{SUMMARY}/search/{{search_id}}.json",
@@ -58,7 +58,7 @@ rule make_table:
         # Only the headline table pools the per-window latencies of repetitions.
         windows=lambda w: ([f"{SUMMARY}/windows/{r}.csv" for r in RUNS]
                            if w.table == "headline" else []),
-        code=[f"{LIBRARY}/analysis/tables.py", f"{LIBRARY}/experiments.py"],
+        code=code_of("make_table.py"),
         script=f"{SCRIPTS}/make_table.py",
     output:
         f"{SUMMARY}/{{table}}.csv",

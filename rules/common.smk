@@ -6,11 +6,12 @@ import os
 import re
 import shlex
 import shutil
+from pathlib import Path
 
 from sdsbench import experiments
 from sdsbench.plots.common import figure_inputs
 from sdsbench.services import stack as services_stack
-from engines.common import engine_session
+from sdsbench import code_deps, engine_session
 
 PROFILE = config["profile"]
 RAW = f"data/{PROFILE}/raw"
@@ -47,14 +48,16 @@ SERVICES_WERE_UP = _services is not None and all(
     v == "ok" for v in services_stack.check_services(_services, timeout=3).values()
 )
 
-LIBRARY = os.path.relpath(f"{workflow.basedir}/sdsbench")
 TEMPLATES = os.path.relpath(f"{workflow.basedir}/paper/templates")
-ANALYSIS_CODE = [
-    f"{LIBRARY}/{m}.py"
-    for m in ("analysis/rundata", "analysis/oracle", "analysis/latency", "analysis/flow",
-              "analysis/engine_metrics", "analysis/summarize", "analysis/throughput_search",
-              "analysis/criterion", "analysis/staircase", "contract")
-]
+
+
+def code_of(script, *modules):
+    """What a rule's script runs of the project: every module it (and ``modules``, which
+    it imports by name) imports, transitively (sdsbench.code_deps); the script itself is
+    the rule's ``script`` input."""
+    paths = code_deps.code_inputs([f"scripts/{script}"], modules, root=Path(workflow.basedir))
+    return [os.path.relpath(f"{workflow.basedir}/{p}") for p in paths
+            if p != f"scripts/{script}"]
 
 
 wildcard_constraints:

@@ -6,10 +6,6 @@
 # reads each raw run's metrics/faults.json and metrics/lag.csv (sdsbench.analysis.faults).
 FAULT_RUNS = GROUPS.get("faults", [])
 FAULTS_TABLE = f"{SUMMARY}/faults.csv"
-FAULTS_CODE = [f"{LIBRARY}/{m}.py" for m in ("analysis/faults", "experiments")] + [
-    # The malformed-input check, once it exists (sdsbench.analysis.faults.malformed_check).
-    p for p in [f"{LIBRARY}/analysis/malformed.py"] if os.path.exists(p)
-]
 
 
 rule faults_table:
@@ -17,7 +13,7 @@ rule faults_table:
         runs=[f"{SUMMARY}/runs/{r}.json" for r in FAULT_RUNS],
         windows=[f"{SUMMARY}/windows/{r}.csv" for r in FAULT_RUNS],
         raw=[f"{RAW}/{r}" for r in FAULT_RUNS],
-        code=FAULTS_CODE + ANALYSIS_CODE,
+        code=code_of("make_table.py"),
         script=f"{SCRIPTS}/make_table.py",
     output:
         FAULTS_TABLE,

@@ -14,9 +14,7 @@ FIGURE_FILES = [f"{FIGURES}/{name}.{ext}" for name in FIGURE_NAMES for ext in ("
 rule figure:
     input:
         data=lambda w: FIGURE_INPUTS[w.figure],
-        code=lambda w: [f"{LIBRARY}/plots/{m}.py"
-                        for m in (w.figure, "common", "event_time_common")]
-        + [f"{LIBRARY}/analysis/knee.py"],
+        code=lambda w: code_of("plot.py", f"sdsbench.plots.{w.figure}"),
         script=f"{SCRIPTS}/plot.py",
     output:
         png=f"{FIGURES}/{{figure}}.png",

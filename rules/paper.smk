@@ -17,11 +17,7 @@ rule paper:
         searches=SEARCH_SUMMARIES,
         bench=[GENERATOR_BENCH] if GENERATOR_BENCH else [],
         templates=[f"{TEMPLATES}/{t}.j2" for t in ("body", "paper.md", "paper.tex")],
-        code=[f"{LIBRARY}/{m}.py" for m in (
-            "analysis/paper_context", "analysis/paper_format", "analysis/tables",
-            "analysis/oracle", "analysis/latency", "analysis/flow", "analysis/faults",
-            "analysis/throughput_search", "analysis/knee", "plots/common",
-            "analysis/criterion", "analysis/staircase", "analysis/summarize")]
+        code=code_of("render_paper.py")
         + [os.path.relpath(f"{workflow.basedir}/config/full.yaml")],
         script=f"{SCRIPTS}/render_paper.py",
     output:

@@ -65,7 +65,7 @@ rule combine_search:
     input:
         reps=lambda w: [f"{SEARCH}/{w.search_id}/rep{k}.json"
                         for k in range(1, SEARCH_REPETITIONS + 1)],
-        code=f"{LIBRARY}/analysis/throughput_search.py",
+        code=code_of("combine_search.py"),
         script=f"{SCRIPTS}/combine_search.py",
     output:
         f"{SEARCH}/{{search_id}}.json",

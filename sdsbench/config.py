@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,13 @@ SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the offending key."""
+
+
+@functools.cache
+def section_keys(section: str, schema_path: Path = SCHEMA_PATH) -> tuple[str, ...]:
+    """The keys a top-level config section must have (the schema's ``required``)."""
+    schema = yaml.safe_load(schema_path.read_text())
+    return tuple(schema["properties"][section].get("required", ()))
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ that Snakemake (or a reader) would take as a finished result."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 COMPLETE_MARKER = "COMPLETE"
+REJECT_COLUMNS = ("reason", "count")  # rejects.csv: every pipeline, every contract reason
 
 
 @contextmanager
@@ -55,6 +58,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+def write_csv_atomic(path: str | Path, columns: tuple[str, ...] | list[str],
+                     rows: list[dict[str, Any]]) -> None:
+    """``rows`` (dicts keyed by ``columns``) as CSV with a header."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def write_rejects(path: str | Path, counts: dict[str, int]) -> None:
+    """rejects.csv: rejected events per reason, sorted by reason."""
+    write_csv_atomic(path, REJECT_COLUMNS,
+                     [{"reason": r, "count": n} for r, n in sorted(counts.items())])
 
 
 def is_complete(run_dir: str | Path) -> bool:

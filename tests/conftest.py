@@ -29,7 +29,7 @@ from sdsbench.services.stack import Services, start_services, stop_services
 @pytest.fixture(scope="session", autouse=True)
 def engine_sessions_dir() -> Iterator[Path]:
     """One directory for the session's engine sessions; all stopped at the end."""
-    from engines.common.engine_session import SESSIONS_ENV, stop_sessions
+    from sdsbench.engine_session import SESSIONS_ENV, stop_sessions
 
     path = Path(tempfile.mkdtemp(prefix="sdsbench-test-sessions-"))
     old = os.environ.get(SESSIONS_ENV)

@@ -1,4 +1,4 @@
-"""The engine-session protocol (engines.common.engine_session) with a stand-in server:
+"""The engine-session protocol (sdsbench.engine_session) with a stand-in server:
 a run is served, the session is reused by the next run with the same settings, a busy
 session is not shared, other settings replace it, and stop/kill end it."""
 
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from engines.common import engine_session as es
+from sdsbench import engine_session as es
 
 SERVER = textwrap.dedent('''
     import json, sys, time
     from pathlib import Path
-    from engines.common.engine_session import SessionServer
+    from sdsbench.engine_session import SessionServer
     server = SessionServer(Path(sys.argv[sys.argv.index("--session-dir") + 1]), idle_timeout_s=30)
     server.announce(engine="fake")
     for req in server.requests():

@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from engines.flink import ctr_job
-from engines.flink.ctr_job import JobConfig
+from engines.flink import ctr_job, ctr_sql, job_config
+from engines.flink.job_config import JobConfig
 from engines.flink.metrics import window_vertex_id
 from engines.flink.pipeline import FLINK_JARS_DIR, FLINK_PYTHON, first_json_value, late_table
 from sdsbench import contract
@@ -78,31 +78,31 @@ def test_config_section_is_validated() -> None:
 
 def test_ddl_follows_the_contract() -> None:
     cfg = JobConfig.from_dict(_job_dict())
-    source = ctr_job.source_ddl(cfg)
+    source = ctr_sql.source_ddl(cfg)
     for name, kind in contract.EVENT_SCHEMA:
-        assert f"`{name}` {ctr_job.flink_type(kind)}" in source
+        assert f"`{name}` {ctr_sql.flink_type(kind)}" in source
     assert "WATERMARK FOR `ts` AS `ts` - INTERVAL '2.000' SECOND(3)" in source
-    sink = ctr_job.sink_ddl(cfg)
+    sink = ctr_sql.sink_ddl(cfg)
     for name, kind in contract.OUTPUT_SCHEMA:
-        assert f"`{name}` {ctr_job.flink_type(kind)}" in sink
+        assert f"`{name}` {ctr_sql.flink_type(kind)}" in sink
     assert "upsert-kafka" not in sink
-    assert "upsert-kafka" in ctr_job.sink_ddl(JobConfig.from_dict(_job_dict(
+    assert "upsert-kafka" in ctr_sql.sink_ddl(JobConfig.from_dict(_job_dict(
         allowed_lateness_ms=1000)))
     # Every reason the job writes is a contract reason.
-    sql = " ".join(ctr_job.ddl_statements(cfg) + ctr_job.insert_statements(cfg))
+    sql = " ".join(ctr_sql.ddl_statements(cfg) + ctr_sql.insert_statements(cfg))
     written = {r for r in ("not_json", "missing_field", "bad_type", "bad_event_type",
                            "unknown_ad", "absurd_timestamp") if f"'{r}'" in sql}
     assert written <= set(contract.REJECT_REASONS)
     assert written == set(contract.REJECT_REASONS) - {"bad_type"}  # see the module doc
     no_raw = JobConfig.from_dict(_job_dict(not_json_dead_letters=False))
-    assert "raw_events" not in " ".join(ctr_job.ddl_statements(no_raw)
-                                        + ctr_job.insert_statements(no_raw))
+    assert "raw_events" not in " ".join(ctr_sql.ddl_statements(no_raw)
+                                        + ctr_sql.insert_statements(no_raw))
 
 
 def test_warmup_runs_the_same_plan_over_its_own_topic_into_blackholes() -> None:
     cfg = JobConfig.from_dict(_job_dict(warmup_topic="w"))
-    warm = ctr_job.warmup_config(cfg)
-    statements = ctr_job.ddl_statements(warm, warmup=True)
+    warm = job_config.warmup_config(cfg)
+    statements = ctr_sql.ddl_statements(warm, warmup=True)
     sql = " ".join(statements)
     assert "'topic' = 'w'" in sql and "'topic' = 'i'" not in sql
     assert sql.count("'scan.bounded.mode' = 'latest-offset'") == 2  # JSON and raw sources
@@ -110,17 +110,17 @@ def test_warmup_runs_the_same_plan_over_its_own_topic_into_blackholes() -> None:
              or "`late_events`" in s]
     assert len(sinks) == 3 and all("'connector' = 'blackhole'" in s for s in sinks)
     assert "'connector' = 'kafka'" not in " ".join(sinks)
-    assert "scan.bounded.mode" not in " ".join(ctr_job.ddl_statements(cfg))
+    assert "scan.bounded.mode" not in " ".join(ctr_sql.ddl_statements(cfg))
     assert "execution.checkpointing.interval" not in ctr_job.flink_settings(warm, False)
     with pytest.raises(ValueError):
-        ctr_job.warmup_config(JobConfig.from_dict(_job_dict()))
+        job_config.warmup_config(JobConfig.from_dict(_job_dict()))
 
 
 def test_intervals_are_exact_milliseconds() -> None:
-    assert ctr_job.interval_ms(500) == "INTERVAL '0.500' SECOND(3)"
-    assert ctr_job.interval_ms(999_999) == "INTERVAL '999.999' SECOND(3)"
+    assert ctr_sql.interval_ms(500) == "INTERVAL '0.500' SECOND(3)"
+    assert ctr_sql.interval_ms(999_999) == "INTERVAL '999.999' SECOND(3)"
     with pytest.raises(ValueError):
-        ctr_job.interval_ms(1_000_000)
+        ctr_sql.interval_ms(1_000_000)
 
 
 def _regex_lookup(table: str, ad: str) -> int | None:
@@ -131,8 +131,8 @@ def _regex_lookup(table: str, ad: str) -> int | None:
 
 def test_ad_lookup_maps_every_ad_to_its_campaign_and_rejects_others() -> None:
     catalog = contract.ad_catalog(10, 100)
-    table = ctr_job.ad_table(catalog)
-    sql = ctr_job.ad_campaign(catalog)
+    table = ctr_sql.ad_table(catalog)
+    sql = ctr_sql.ad_campaign(catalog)
     assert f"REGEXP_EXTRACT('{table}', CONCAT(',\\Q', `ad_id`, '\\E:([0-9]+)'), 1)" in sql
     for ad, campaign in catalog.campaign_of_ad.items():
         assert _regex_lookup(table, ad) == campaign
@@ -141,7 +141,7 @@ def test_ad_lookup_maps_every_ad_to_its_campaign_and_rejects_others() -> None:
     for other in ("no-such-ad", a[:-1], a[1:], a[18:] + ":0," + b[:17], str(uuid.uuid4()), ""):
         assert _regex_lookup(table, other) is None
     with pytest.raises(ValueError):
-        ctr_job.ad_table(contract.AdCatalog(1, 1, ("a:b",), {"a:b": 0}))
+        ctr_sql.ad_table(contract.AdCatalog(1, 1, ("a:b",), {"a:b": 0}))
 
 
 def test_late_table_counts_per_window_and_sets_aside_unknown_ads() -> None:
@@ -316,7 +316,7 @@ def test_flink_run_matches_truth_minus_late_events(services: Any, tmp_path: Path
         raw_output = _read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
     finally:
         delete_run_topics(services, run_id)
-        delete_topics(services.kafka_bootstrap, [ctr_job.late_topic(run_id)])
+        delete_topics(services.kafka_bootstrap, [job_config.late_topic(run_id)])
 
     summary = json.loads((out / "metrics" / "flink_summary.json").read_text())
     assert summary["drained"], summary
@@ -391,7 +391,7 @@ def _ready(out: Path) -> dict[str, Any]:
 def test_two_runs_share_one_session_with_their_own_job_settings(
     services: Any, tmp_path: Path
 ) -> None:
-    from engines.common.engine_session import pid_alive
+    from sdsbench.engine_session import pid_alive
     from sdsbench.experiments import make_spec
     from sdsbench.runner import execute_run
 
@@ -442,7 +442,7 @@ def test_two_runs_share_one_session_with_their_own_job_settings(
 def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
     services: Any, tmp_path: Path
 ) -> None:
-    from engines.common.engine_session import pid_alive
+    from sdsbench.engine_session import pid_alive
     from sdsbench.experiments import make_spec
     from sdsbench.runner import execute_run
 
@@ -480,8 +480,8 @@ def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
 def test_a_failed_run_leaves_the_session_serving(tmp_path: Path) -> None:
     import os
 
-    from engines.common import engine_session as es
     from engines.flink.pipeline import connector_jars, flink_python, jvm_args
+    from sdsbench import engine_session as es
 
     first = tmp_path / "first.json"
     first.write_text(json.dumps(_job_dict(jars=connector_jars())))

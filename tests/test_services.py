@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sdsbench.process_control import pid_alive
 from sdsbench.services import ServiceError
 from sdsbench.services import kafka as ksvc
 from sdsbench.services import postgres as pgsvc
@@ -56,7 +57,7 @@ def test_stack_is_healthy_and_recorded(services, services_state_dir):
     recorded = load_services(services_state_dir)
     assert recorded == services
     assert json.loads((services_state_dir / "services.json").read_text())["pids"]["kafka"] > 0
-    assert all(ksvc.pid_alive(pid) for pid in services.pids.values())
+    assert all(pid_alive(pid) for pid in services.pids.values())
 
 
 def test_ensure_services_reuses_the_running_stack(services, services_state_dir, services_config):
@@ -259,7 +260,7 @@ def test_second_stack_starts_and_stops_cleanly(services):
         with pytest.raises(ServiceError, match="already running"):
             start_services(cfg, state)
         assert sorted(stop_services(state)) == ["kafka", "postgres"]
-        assert not any(ksvc.pid_alive(p) for p in svc.pids.values())
+        assert not any(pid_alive(p) for p in svc.pids.values())
         assert load_services(state) is None
         assert stop_services(state) == []  # idempotent
         kafka_port = int(svc.kafka_bootstrap.rsplit(":", 1)[1])

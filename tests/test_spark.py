@@ -13,7 +13,7 @@ disorder (up to 8 s) far beyond the watermark delay (0) so the watermark drops e
 - malformed records injected into the input topic mid-run are dead-lettered with the
   reason ``contract.validate_event`` gives, and the query keeps running past them.
 
-Engine sessions (engines.common.engine_session): two consecutive runs share one driver
+Engine sessions (sdsbench.engine_session): two consecutive runs share one driver
 JVM (the second's ready.json says reused, same server pid), both exact against the
 truth; a kill fault run takes the whole session down and the next run starts a new one.
 """
@@ -34,7 +34,8 @@ import pandas as pd
 import pytest
 
 from engines.spark import late_audit
-from engines.spark.ctr_job import JobConfig, catalog_values_sql
+from engines.spark.ctr_query import catalog_values_sql
+from engines.spark.job_config import JobConfig
 from engines.spark.pipeline import SPARK_JARS_DIR, SPARK_PYTHON, watermark_rows
 from sdsbench import contract
 from sdsbench.config import load_config
@@ -382,8 +383,8 @@ def _run(config: dict[str, Any], tmp_path: Path, name: str,
 def test_two_runs_share_one_session_and_both_match_truth(
     services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engines.common.engine_session import pid_alive
     from sdsbench import runner
+    from sdsbench.engine_session import pid_alive
 
     monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
     config = _services_config(services)
@@ -420,7 +421,7 @@ def test_two_runs_share_one_session_and_both_match_truth(
 
     # A run the server cannot serve (its job config is bad) is reported failed; the server
     # goes on serving (the protocol by hand: the session is idle, its lock free).
-    from engines.common import engine_session as es
+    from sdsbench import engine_session as es
 
     sdir = Path(os.environ[es.SESSIONS_ENV]) / f"spark-{two['key']}"
     lock = es._try_lock(sdir / "lock")
@@ -443,8 +444,8 @@ def test_two_runs_share_one_session_and_both_match_truth(
 def test_kill_fault_takes_the_session_down_and_the_next_run_starts_a_new_one(
     services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engines.common.engine_session import pid_alive
     from sdsbench import runner
+    from sdsbench.engine_session import pid_alive
 
     monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
     config = _services_config(services, experiments={"faults": {"duration_s": 12, "blocks": [

@@ -43,9 +43,9 @@ from typing import Any
 import psycopg
 
 from engines.common import pg_schema
-from engines.common.processes import StopFlag
 from engines.common.query_runner import WindowQueryRunner, last_data_window_ms
 from sdsbench import contract
+from sdsbench.process_control import StopFlag
 from sdsbench.rundir import write_json_atomic, write_text_atomic
 from sdsbench.workload.events import Batch
 from sdsbench.workload.generator import (

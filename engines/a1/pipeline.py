@@ -29,7 +29,7 @@ from engines.common import outputs, pg_schema
 from engines.common.processes import spawn_module, terminate, write_job
 from sdsbench import contract
 from sdsbench.experiments import pipeline_params
-from sdsbench.rundir import write_json_atomic
+from sdsbench.rundir import write_json_atomic, write_rejects
 
 log = logging.getLogger("sdsbench.a1")
 
@@ -105,7 +105,7 @@ class Pipeline:
                 cur.execute("SELECT count(*) FROM events")
                 (stored_events,) = cur.fetchone()
             rejects = outputs.reject_counts(conn)
-        outputs.write_rejects(ctx.run_dir / "rejects.csv", rejects)
+        write_rejects(ctx.run_dir / "rejects.csv", rejects)
         write_json_atomic(
             ctx.run_dir / "metrics" / "a1.json",
             {

@@ -39,8 +39,8 @@ from typing import Any
 import psycopg
 
 from engines.common import pg_schema
-from engines.common.processes import StopFlag
 from sdsbench import contract
+from sdsbench.process_control import StopFlag
 
 log = logging.getLogger("sdsbench.a2.consumer")
 

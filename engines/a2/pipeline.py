@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from engines.common import outputs, pg_schema
+from engines.common.consumer_group import ConsumerGroup
 from engines.common.processes import spawn_module, terminate, write_job
 from sdsbench import contract
 from sdsbench.experiments import pipeline_params
-from sdsbench.measurement.lag import KafkaEndOffsets, LagSampler
-from sdsbench.rundir import write_json_atomic
+from sdsbench.rundir import write_json_atomic, write_rejects
 
 log = logging.getLogger("sdsbench.a2")
 
@@ -48,16 +45,8 @@ class _State:
     topic: str
     partitions: int
     job_path: Path | None = None
-    consumers: list[subprocess.Popen] = field(default_factory=list)
+    group: ConsumerGroup | None = None
     query_runner: subprocess.Popen | None = None
-    lag: LagSampler | None = None
-    ends: KafkaEndOffsets | None = None
-    offsets_conn: psycopg.Connection | None = None
-    offsets_lock: threading.Lock = field(default_factory=threading.Lock)
-    supervisor: threading.Thread | None = None
-    stopping: threading.Event = field(default_factory=threading.Event)
-    restarts: list[dict[str, Any]] = field(default_factory=list)
-    killed_pids: set[int] = field(default_factory=set)  # of the last fault-run kill
     drain: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,69 +88,16 @@ class Pipeline:
     # -------------------------------------------------------------------- start
     def start(self, ctx: Any) -> None:
         st: _State = ctx.extra["a2"]
-        for index in range(int(st.params["consumers"])):
-            st.consumers.append(self._spawn_consumer(ctx, index))
+        st.group = ConsumerGroup(ctx, "a2", "engines.a2.consumer", st.job_path,
+                                 int(st.params["consumers"]),
+                                 bool(st.params["restart_crashed_consumers"]), "consumer-")
+        st.group.start(st.schema, st.topic)
         st.query_runner = spawn_module(
             "engines.common.query_runner",
             ["--job", str(st.job_path)],
             ctx.run_dir / "logs" / "query_runner.log",
         )
         ctx.processes.append(st.query_runner)
-        st.offsets_conn = pg_schema.connect(ctx.services.pg_dsn, st.schema, autocommit=True)
-        st.ends = KafkaEndOffsets(ctx.services.kafka_bootstrap, st.topic)
-        st.lag = LagSampler(
-            ctx.run_dir / "metrics" / "lag.csv",
-            lambda: self._end_offsets(st),
-            lambda: self._stored_offsets(st),
-        )
-        st.lag.start()
-        st.supervisor = threading.Thread(
-            target=self._supervise, args=(ctx,), name="a2-supervisor", daemon=True
-        )
-        st.supervisor.start()
-
-    def _spawn_consumer(self, ctx: Any, index: int) -> subprocess.Popen:
-        st: _State = ctx.extra["a2"]
-        proc = spawn_module(
-            "engines.a2.consumer",
-            ["--job", str(st.job_path), "--index", str(index)],
-            ctx.run_dir / "logs" / f"consumer-{index}.log",
-        )
-        ctx.processes.append(proc)
-        return proc
-
-    def _supervise(self, ctx: Any) -> None:
-        """Restart consumers that die while the run goes on (crash, kill -9)."""
-        st: _State = ctx.extra["a2"]
-        while not st.stopping.wait(0.5):
-            for index, proc in enumerate(st.consumers):
-                if proc.poll() is None or st.stopping.is_set():
-                    continue
-                event = {
-                    "consumer": index,
-                    "pid": proc.pid,
-                    "returncode": proc.returncode,
-                    "time_ms": time.time_ns() // 1_000_000,
-                    "restarted": bool(st.params["restart_crashed_consumers"]),
-                }
-                log.warning("a2 consumer %d (pid %d) exited with %s", index, proc.pid,
-                            proc.returncode)
-                if st.params["restart_crashed_consumers"]:
-                    st.consumers[index] = self._spawn_consumer(ctx, index)
-                    event["new_pid"] = st.consumers[index].pid
-                st.restarts.append(event)
-
-    def _stored_offsets(self, st: _State) -> dict[int, int]:
-        """Next offset per partition as committed in PostgreSQL (with the rows)."""
-        with st.offsets_lock, st.offsets_conn.cursor() as cur:
-            cur.execute("SELECT kafka_partition, next_offset FROM kafka_offsets")
-            return {int(p): int(o) for p, o in cur.fetchall()}
-
-    def _end_offsets(self, st: _State) -> dict[int, int]:
-        # One client shared by the lag sampler and drain: librdkafka handles are
-        # thread-safe, the lock only keeps the two from interleaving their requests.
-        with st.offsets_lock:
-            return st.ends()
 
     # ------------------------------------------------------------------- faults
     def kill(self, ctx: Any) -> dict[str, Any]:
@@ -169,22 +105,13 @@ class Pipeline:
         offsets live in PostgreSQL with the rows, so nothing committed is lost and nothing
         uncommitted was stored. The query runner is not state: it is left running."""
         st: _State = ctx.extra["a2"]
-        from sdsbench.faults import kill_processes
-
-        st.killed_pids = set(kill_processes(list(st.consumers)))
-        return {"killed": "a2 consumers", "pids": sorted(st.killed_pids)}
+        return {"killed": "a2 consumers", "pids": sorted(st.group.kill())}
 
     def restart(self, ctx: Any, timeout_s: float = 30.0) -> dict[str, Any]:
-        """Consumers back: the supervisor restarts dead ones (``restart_crashed_consumers``);
-        when that is off, start them here. Returns once every consumer is a new live process
-        (they then resume from the offsets stored in PostgreSQL)."""
-        from sdsbench.faults import respawn_consumers
-
+        """Consumers back (they then resume from the offsets stored in PostgreSQL)."""
         st: _State = ctx.extra["a2"]
-        waited = respawn_consumers(
-            st.consumers, st.killed_pids, lambda index: self._spawn_consumer(ctx, index),
-            bool(st.params["restart_crashed_consumers"]), timeout_s, "a2 consumers restarted")
-        return {"pids": [p.pid for p in st.consumers], "respawn_wait_s": round(waited, 3)}
+        waited = st.group.respawn(timeout_s)
+        return {"pids": [p.pid for p in st.group.consumers], "respawn_wait_s": round(waited, 3)}
 
     # --------------------------------------------------------------- generator
     def generator_sink(self, ctx: Any) -> dict[str, Any]:
@@ -210,7 +137,7 @@ class Pipeline:
         lag_left: dict[int, int] = {}
         last_report = t0
         while time.monotonic() < deadline:
-            stored, ends = self._stored_offsets(st), self._end_offsets(st)
+            stored, ends = st.group.stored_offsets(), st.group.end_offsets()
             lag_left = {p: e - stored.get(p, 0) for p, e in ends.items() if e > stored.get(p, 0)}
             if not lag_left:
                 caught_up = True
@@ -242,7 +169,7 @@ class Pipeline:
                 conn, ctx.run_dir / "final_counts.csv", contract.WINDOW_MS
             )
             rejects = outputs.reject_counts(conn)
-            outputs.write_rejects(ctx.run_dir / "rejects.csv", rejects)
+            write_rejects(ctx.run_dir / "rejects.csv", rejects)
             with conn.cursor() as cur:
                 cur.execute("SELECT count(*) FROM events")
                 (stored_events,) = cur.fetchone()
@@ -254,7 +181,7 @@ class Pipeline:
                 "partitions": st.partitions,
                 "params": st.params,
                 "drain": st.drain,
-                "consumer_restarts": st.restarts,
+                "consumer_restarts": st.group.restarts,
                 "stored_events": int(stored_events),
                 "rejected": rejects,
                 "final_count_rows": windows,
@@ -266,18 +193,12 @@ class Pipeline:
         st: _State | None = ctx.extra.get("a2")
         if st is None:
             return
-        st.stopping.set()
-        if st.supervisor is not None:
-            st.supervisor.join(timeout=5)
-        if st.lag is not None:
-            st.lag.stop()
-        procs = [p for p in [*st.consumers, st.query_runner] if p is not None]
-        codes = terminate(procs, float(st.params["stop_timeout_s"]))
+        timeout_s = float(st.params["stop_timeout_s"])
+        if st.group is not None:
+            codes = st.group.stop(timeout_s, [st.query_runner])
+        else:
+            codes = terminate([p for p in [st.query_runner] if p is not None], timeout_s)
         log.info("a2 stopped: return codes %s", codes)
-        if st.ends is not None:
-            st.ends.close()
-        if st.offsets_conn is not None:
-            st.offsets_conn.close()
         self._cleanup(ctx, st)
 
     def _cleanup(self, ctx: Any, st: _State) -> None:

@@ -40,17 +40,18 @@ import csv
 import io
 import logging
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engines.a3.watermark import END_OF_INPUT_MS
+from engines.common.consumer_group import ConsumerGroup
+from engines.common.processes import spawn_module, terminate
 from sdsbench import contract
 from sdsbench.config import deep_merge
 from sdsbench.experiments import pipeline_params
-from sdsbench.rundir import write_json_atomic, write_text_atomic
+from sdsbench.rundir import write_json_atomic, write_rejects, write_text_atomic
 
 log = logging.getLogger("sdsbench.a3")
 
@@ -117,17 +118,9 @@ class _State:
     topics: dict[str, str]
     partitions: int
     job_path: Path
-    consumers: list[subprocess.Popen] = field(default_factory=list)
+    group: ConsumerGroup | None = None
     emitter: subprocess.Popen | None = None
-    lag: Any = None
-    ends: Any = None
-    offsets_conn: Any = None
-    offsets_lock: threading.Lock = field(default_factory=threading.Lock)
     drain: dict[str, Any] = field(default_factory=dict)
-    supervisor: threading.Thread | None = None
-    stopping: threading.Event = field(default_factory=threading.Event)
-    restarts: list[dict[str, Any]] = field(default_factory=list)
-    killed_pids: set[int] = field(default_factory=set)  # of the last fault-run kill
 
 
 class Pipeline:
@@ -175,109 +168,42 @@ class Pipeline:
 
     # -------------------------------------------------------------------- start
     def start(self, ctx: Any) -> None:
-        from engines.common import pg_schema
-        from engines.common.processes import spawn_module
-        from sdsbench.measurement.lag import KafkaEndOffsets, LagSampler
-
         st: _State = ctx.extra["a3"]
-        for index in range(int(st.params["consumers"])):
-            st.consumers.append(self._spawn_consumer(ctx, index))
+        st.group = ConsumerGroup(ctx, "a3", "engines.a3.consumer", st.job_path,
+                                 int(st.params["consumers"]),
+                                 bool(st.params["restart_crashed_consumers"]), "a3-consumer-")
+        # A consumer that died resumes from the offsets and producer markers stored in
+        # PostgreSQL with its last batch; until it is back its partitions hold the
+        # watermark (their published watermark stays where its last batch left it).
+        st.group.start(st.schema, st.topics["input"], int(st.params["lag_interval_ms"]) / 1000)
+        self._start_emitter(ctx, st)
+
+    @staticmethod
+    def _start_emitter(ctx: Any, st: _State) -> None:
         st.emitter = spawn_module(
             "engines.a3.ctr_emitter", ["--job", str(st.job_path)],
             ctx.run_dir / "logs" / "a3-emitter.log",
         )
         ctx.processes.append(st.emitter)
-        st.offsets_conn = pg_schema.connect(ctx.services.pg_dsn, st.schema, autocommit=True)
-        st.ends = KafkaEndOffsets(ctx.services.kafka_bootstrap, st.topics["input"])
-        st.lag = LagSampler(
-            ctx.run_dir / "metrics" / "lag.csv",
-            lambda: self._end_offsets(st),
-            lambda: self._stored_offsets(st),
-            interval_s=int(st.params["lag_interval_ms"]) / 1000,
-        )
-        st.lag.start()
-        st.supervisor = threading.Thread(
-            target=self._supervise, args=(ctx,), name="a3-supervisor", daemon=True
-        )
-        st.supervisor.start()
-
-    def _spawn_consumer(self, ctx: Any, index: int) -> subprocess.Popen:
-        from engines.common.processes import spawn_module
-
-        st: _State = ctx.extra["a3"]
-        proc = spawn_module(
-            "engines.a3.consumer",
-            ["--job", str(st.job_path), "--index", str(index)],
-            ctx.run_dir / "logs" / f"a3-consumer-{index}.log",
-        )
-        ctx.processes.append(proc)
-        return proc
-
-    def _supervise(self, ctx: Any) -> None:
-        """Restart a consumer that dies while the run goes on (crash, kill -9). It resumes
-        from the offsets and producer markers stored in PostgreSQL with its last batch, so
-        nothing is lost or counted twice; until it is back its partitions hold the
-        watermark (their published watermark stays where its last batch left it)."""
-        st: _State = ctx.extra["a3"]
-        reported: set[int] = set()
-        while not st.stopping.wait(0.5):
-            for index, proc in enumerate(st.consumers):
-                if proc.poll() is None or proc.pid in reported or st.stopping.is_set():
-                    continue
-                reported.add(proc.pid)
-                event = {
-                    "consumer": index, "pid": proc.pid, "returncode": proc.returncode,
-                    "time_ms": time.time_ns() // 1_000_000,
-                    "restarted": bool(st.params["restart_crashed_consumers"]),
-                }
-                log.warning("a3 consumer %d (pid %d) exited with %s", index, proc.pid,
-                            proc.returncode)
-                if st.params["restart_crashed_consumers"]:
-                    st.consumers[index] = self._spawn_consumer(ctx, index)
-                    event["new_pid"] = st.consumers[index].pid
-                st.restarts.append(event)
-
-    def _stored_offsets(self, st: _State) -> dict[int, int]:
-        """Next offset per partition as committed in PostgreSQL with the rows (and markers)."""
-        with st.offsets_lock, st.offsets_conn.cursor() as cur:
-            cur.execute("SELECT kafka_partition, next_offset FROM kafka_offsets")
-            return {int(p): int(o) for p, o in cur.fetchall()}
-
-    def _end_offsets(self, st: _State) -> dict[int, int]:
-        with st.offsets_lock:
-            return st.ends()
 
     # ------------------------------------------------------------------- faults
     def kill(self, ctx: Any) -> dict[str, Any]:
         """Fault runs (sdsbench.faults): SIGKILL the whole watermark stage at once: every
         consumer (they store events, offsets, producer markers and per-partition
         watermarks) and the emitter (it advances WATERMARK_NOW() and fires windows)."""
-        from sdsbench.faults import kill_processes
-
         st: _State = ctx.extra["a3"]
-        pids = kill_processes([*st.consumers, st.emitter])
-        st.killed_pids = set(pids)
-        return {"killed": "a3 consumers + CTR emitter", "pids": pids}
+        return {"killed": "a3 consumers + CTR emitter", "pids": st.group.kill([st.emitter])}
 
     def restart(self, ctx: Any, timeout_s: float = 30.0) -> dict[str, Any]:
-        """Consumers come back through the supervisor (or here, when it does not restart
-        them); the emitter is started here. Each resumes from PostgreSQL: offsets and
-        markers stored with the last batch, ``firing_progress`` of the last firing. An
-        emitter killed between its Kafka flush and its commit fires those windows again
-        (at-least-once towards the output topic: measured as duplicates)."""
-        from engines.common.processes import spawn_module
-        from sdsbench.faults import respawn_consumers
-
+        """The emitter is started here, the consumers come back (ConsumerGroup.respawn).
+        Each resumes from PostgreSQL: offsets and markers stored with the last batch,
+        ``firing_progress`` of the last firing. An emitter killed between its Kafka flush
+        and its commit fires those windows again (at-least-once towards the output topic:
+        measured as duplicates)."""
         st: _State = ctx.extra["a3"]
-        st.emitter = spawn_module(
-            "engines.a3.ctr_emitter", ["--job", str(st.job_path)],
-            ctx.run_dir / "logs" / "a3-emitter.log",
-        )
-        ctx.processes.append(st.emitter)
-        waited = respawn_consumers(
-            st.consumers, st.killed_pids, lambda index: self._spawn_consumer(ctx, index),
-            bool(st.params["restart_crashed_consumers"]), timeout_s, "a3 consumers restarted")
-        return {"pids": [p.pid for p in [*st.consumers, st.emitter]],
+        self._start_emitter(ctx, st)
+        waited = st.group.respawn(timeout_s)
+        return {"pids": [p.pid for p in [*st.group.consumers, st.emitter]],
                 "respawn_wait_s": round(waited, 3)}
 
     # --------------------------------------------------------------- generator
@@ -305,8 +231,8 @@ class Pipeline:
         fired_all = False
         watermark = None
         if caught_up:
-            with st.offsets_lock:
-                st.offsets_conn.execute("UPDATE watermark SET end_of_input = true")
+            with st.group.offsets_lock:
+                st.group.offsets_conn.execute("UPDATE watermark SET end_of_input = true")
             fired_all, watermark = self._wait_fired(st, deadline)
         else:
             # Declaring the end would fire windows whose events are still in Kafka.
@@ -326,11 +252,11 @@ class Pipeline:
         left = -1
         last_report = time.monotonic()
         while time.monotonic() < deadline:
-            stored, ends = self._stored_offsets(st), self._end_offsets(st)
+            stored, ends = st.group.stored_offsets(), st.group.end_offsets()
             left = sum(max(0, e - stored.get(p, 0)) for p, e in ends.items())
             if left == 0:
                 return True, 0
-            if all(p.poll() is not None for p in st.consumers):
+            if all(p.poll() is not None for p in st.group.consumers):
                 log.error("a3 drain: every consumer has exited; %d records left", left)
                 return False, left
             if time.monotonic() - last_report > 5:
@@ -342,7 +268,7 @@ class Pipeline:
     def _wait_fired(self, st: _State, deadline: float) -> tuple[bool, int | None]:
         watermark = None
         while time.monotonic() < deadline:
-            with st.offsets_lock, st.offsets_conn.cursor() as cur:
+            with st.group.offsets_lock, st.group.offsets_conn.cursor() as cur:
                 (watermark,) = cur.execute(
                     "SELECT fired_through_ms FROM firing_progress"
                 ).fetchone()
@@ -390,7 +316,7 @@ class Pipeline:
             ).fetchall()
             conn.commit()
             rejects = outputs.reject_counts(conn)
-        outputs.write_rejects(ctx.run_dir / "rejects.csv", rejects)
+        write_rejects(ctx.run_dir / "rejects.csv", rejects)
         write_text_atomic(
             ctx.run_dir / "a3" / "dead_letters.csv",
             _csv_text(
@@ -421,7 +347,7 @@ class Pipeline:
                 "watermark_bound_ms": int(st.params["watermark_bound_ms"]),
                 "idle_timeout_ms": st.params["idle_timeout_ms"],
                 "drain": st.drain,
-                "consumer_restarts": st.restarts,
+                "consumer_restarts": st.group.restarts,
                 "stored_events": int(stored_events),
                 "late_dropped_events": int(sum(sum(r[2:5]) for r in late)),
                 "late_accepted_events": int(sum(sum(r[5:8]) for r in late)),
@@ -452,23 +378,15 @@ class Pipeline:
 
     # --------------------------------------------------------------------- stop
     def stop(self, ctx: Any) -> None:
-        from engines.common.processes import terminate
-
         st: _State | None = ctx.extra.get("a3")
         if st is None:
             return
-        st.stopping.set()
-        if st.supervisor is not None:
-            st.supervisor.join(timeout=5)
-        if st.lag is not None:
-            st.lag.stop()
-        procs = [p for p in [*st.consumers, st.emitter] if p is not None]
-        codes = terminate(procs, float(st.params["stop_timeout_s"]))
+        timeout_s = float(st.params["stop_timeout_s"])
+        if st.group is not None:
+            codes = st.group.stop(timeout_s, [st.emitter])
+        else:
+            codes = terminate([p for p in [st.emitter] if p is not None], timeout_s)
         log.info("a3 stopped: return codes %s", codes)
-        if st.ends is not None:
-            st.ends.close()
-        if st.offsets_conn is not None:
-            st.offsets_conn.close()
         self._cleanup(ctx, st)
 
     def _cleanup(self, ctx: Any, st: _State) -> None:

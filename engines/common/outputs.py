@@ -12,8 +12,6 @@ from engines.common import pg_schema
 from sdsbench import contract
 from sdsbench.rundir import write_text_atomic
 
-REJECT_COLUMNS = ("reason", "count")
-
 
 def _csv_text(columns: tuple[str, ...], rows: list[tuple]) -> str:
     buf = io.StringIO()
@@ -41,7 +39,3 @@ def reject_counts(conn: psycopg.Connection) -> dict[str, int]:
             counts[reason] = int(count)
     conn.commit()
     return counts
-
-
-def write_rejects(path: Path, counts: dict[str, int]) -> None:
-    write_text_atomic(path, _csv_text(REJECT_COLUMNS, sorted(counts.items())))

@@ -42,21 +42,6 @@ def spawn_module(module: str, args: list[str], log_path: Path) -> subprocess.Pop
         )
 
 
-class StopFlag:
-    """Set by SIGTERM or SIGINT: the process finishes its current unit of work, exits 0."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def install(self) -> StopFlag:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._set)
-        return self
-
-    def _set(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-
 def terminate(procs: list[subprocess.Popen], timeout_s: float) -> list[int | None]:
     """SIGTERM all, wait up to ``timeout_s`` in total, SIGKILL the rest; return codes."""
     for proc in procs:

@@ -1,6 +1,8 @@
 """A4f: the CTR query on Apache Flink SQL (Kafka -> Flink -> Kafka).
 
-``ctr_job`` is the PyFlink job (runs in ``.venv/flink``), ``pipeline`` the runner's driver
-(runs in the main venv and starts the job as a subprocess), ``metrics`` samples the
-engine's REST API from outside the job.
+- ``job_config``: the job's settings and files (standard library: both sides read them).
+- ``ctr_sql``: the query, as the SQL text of one statement set.
+- ``ctr_job``: the PyFlink job process (runs in ``.venv/flink``; one run or a session).
+- ``pipeline``: the ``PipelineDriver`` the runner uses (``engines.common.jvm_driver``).
+- ``metrics``: samples the engine's REST API from outside the job.
 """

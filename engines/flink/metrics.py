@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -39,6 +38,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from sdsbench.rundir import write_csv_atomic
 
 log = logging.getLogger("sdsbench.flink.metrics")
 
@@ -191,16 +192,6 @@ def checkpoint_row(entry: dict[str, Any]) -> dict[str, Any]:
         "processed_data_bytes": entry.get("processed_data"),
         "alignment_buffered_bytes": entry.get("alignment_buffered"),
     }
-
-
-def write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 class RestSampler:

@@ -26,7 +26,7 @@ reads the topic as text and dead-letters them itself (measured: ~30% more CPU pe
              private job process exits (else SIGTERM, SIGKILL to its process group);
              delete the run's topics and checkpoints
 
-Engine sessions (``flink.session``, ``engines.common.engine_session``). A one-shot run
+Engine sessions (``flink.session``, ``sdsbench.engine_session``). A one-shot run
 spends ~20 s on the gateway JVM's start and a cold warm-up; a session pays the JVM once
 and serves runs one at a time (``ctr_job`` session mode: a fresh mini-cluster per job, so
 the job's own settings apply; shared is the JVM: heap, JIT code, loaded classes). Each run
@@ -87,38 +87,41 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
-import signal
-import subprocess
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.common.engine_session import EngineSession, open_session, sessions_root
-from engines.flink.ctr_job import REJECT_COLUMNS, JobConfig, JobPaths, late_topic
-from engines.flink.metrics import FlinkRest, RestError, RestSampler, write_csv_atomic
+from engines.common.jvm_driver import (
+    JvmJobDriver,
+    JvmRun,
+    engine_jars,
+    engine_python,
+    jars_dir,
+    reached,
+    venv_python,
+)
+from engines.flink.job_config import REJECT_COLUMNS, JobConfig, JobPaths, late_topic
+from engines.flink.metrics import FlinkRest, RestError, RestSampler
 from sdsbench import contract
+from sdsbench.config import section_keys
+from sdsbench.engine_session import EngineSession
 from sdsbench.experiments import pipeline_params
-from sdsbench.rundir import write_json_atomic
+from sdsbench.measurement.lag import KafkaGroupCommitted
+from sdsbench.measurement.output_reader import read_json_topic, read_output_topic, write_results
+from sdsbench.rundir import write_csv_atomic, write_json_atomic, write_rejects
+from sdsbench.services.kafka import create_topic, end_offsets
+from sdsbench.services.ports import free_port
+from sdsbench.topics import create_run_topics
 
 log = logging.getLogger("sdsbench.flink")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FLINK_PYTHON = REPO_ROOT / ".venv" / "flink" / "bin" / "python"
-FLINK_JARS_DIR = REPO_ROOT / ".deps" / "flink-jars"
-# Keys of the config's flink: section (config/schema.yaml describes them).
-PARAM_KEYS = (
-    "parallelism", "watermark_delay_ms", "idle_timeout_ms", "allowed_lateness_ms",
-    "watermark_interval_ms", "checkpoint_interval_ms", "state_backend", "delivery_guarantee",
-    "heap_mb", "not_json_dead_letters", "jobmanager_address", "metrics_interval_ms",
-    "startup_timeout_s", "stop_timeout_s", "keep_topics", "warmup_events", "session",
-    "flink_options",
-)
+FLINK_PYTHON = venv_python("flink")
+FLINK_JARS_DIR = jars_dir("flink")
+PARAM_KEYS = section_keys("flink")  # the keys of the config's flink: section
 # Same columns and vocabulary as A3's metrics/late.csv (policy drop | update).
 LATE_COLUMNS = (
     "campaign_id", "window_start_ms", "views_dropped", "clicks_dropped", "purchases_dropped",
@@ -133,19 +136,11 @@ def flink_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]
 
 
 def flink_python() -> Path:
-    """The Flink venv's interpreter (SDSBENCH_FLINK_PYTHON overrides, e.g. a test venv)."""
-    path = Path(os.environ.get("SDSBENCH_FLINK_PYTHON", FLINK_PYTHON))
-    if not path.exists():
-        raise RuntimeError(f"{path} missing: run `bash env/setup.sh flink`")
-    return path
+    return engine_python("flink")
 
 
-def connector_jars(jars_dir: Path = FLINK_JARS_DIR) -> list[str]:
-    jars = sorted(str(p) for p in jars_dir.glob("*.jar"))
-    if not any("connector-kafka" in Path(j).name for j in jars):
-        raise RuntimeError(
-            f"no Flink Kafka connector in {jars_dir}: run `bash env/setup.sh flink`")
-    return jars
+def connector_jars() -> list[str]:
+    return engine_jars("flink", "connector-kafka")
 
 
 def group_id(run_id: str) -> str:
@@ -161,13 +156,11 @@ def session_warmup_topic(run_id: str) -> str:
 
 
 def session_settings(params: dict[str, Any], jars: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """What is fixed when the gateway JVM starts: the session key (engine_session). The
-    rest (parallelism, checkpointing, state backend, REST port, flink_options) is set per
-    job on the job's own mini-cluster."""
+    """What is fixed when the gateway JVM starts (part of the session key). The rest
+    (parallelism, checkpointing, state backend, REST port, flink_options) is set per job
+    on the job's own mini-cluster."""
     return {"heap_mb": int(params["heap_mb"]), "jvm_args": jvm_args(int(params["heap_mb"])),
-            "python": str(flink_python()), "jars": sorted(str(j) for j in jars),
-            "idle_timeout_s": float(params["session"]["idle_timeout_s"]),
-            "session_warmup_events": int(params["session"]["warmup_events"])}
+            "python": str(flink_python()), "jars": sorted(str(j) for j in jars)}
 
 
 def use_session(params: dict[str, Any]) -> bool:
@@ -236,44 +229,6 @@ def jvm_args(heap_mb: int) -> str:
     """JVM options of PyFlink's gateway JVM (the whole engine in local mode)."""
     return (f"-Xmx{heap_mb}m -Xms{min(heap_mb, 256)}m -XX:+UseG1GC "
             "-XX:+ExitOnOutOfMemoryError")
-
-
-def read_json_topic(bootstrap: str, topic: str, timeout_s: float = 60.0,
-                    idle_s: float = 3.0) -> list[tuple[int, int, dict[str, Any]]]:
-    """Every record of ``topic`` (committed ones only) as (partition, offset, JSON value),
-    up to its end offsets at call time; stops early after ``idle_s`` without a record
-    (transaction markers occupy offsets no consumer sees)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap,
-                         "group.id": f"sdsbench-flink-reader-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "isolation.level": "read_committed"})
-    out: list[tuple[int, int, dict[str, Any]]] = []
-    try:
-        meta = consumer.list_topics(topic, timeout=10)
-        if topic not in meta.topics or meta.topics[topic].error is not None:
-            raise RuntimeError(f"topic {topic} does not exist")
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in meta.topics[topic].partitions}
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
-        deadline = time.monotonic() + timeout_s
-        last_new = time.monotonic()
-        while pending and time.monotonic() - last_new < idle_s:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} incomplete")
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            last_new = time.monotonic()
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                pending.discard(msg.partition())
-            if msg.offset() < ends[msg.partition()]:
-                out.append((msg.partition(), msg.offset(), json.loads(msg.value())))
-    finally:
-        consumer.close()
-    return out
 
 
 def read_transactional_output(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Any:
@@ -396,32 +351,12 @@ def late_table(records: list[dict[str, Any]], catalog: contract.AdCatalog,
     return rows, rejects
 
 
-def end_process_group(pgid: int, timeout_s: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL, whatever is left of process group ``pgid`` (the job's)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
-
-
 def latest_checkpoint(job_dir: Path) -> Path | None:
     """The newest completed checkpoint (``chk-<n>`` with its ``_metadata``) of a job's
     checkpoint directory, or None."""
     done = [(int(p.name[4:]), p) for p in job_dir.glob("chk-*")
             if p.name[4:].isdigit() and (p / "_metadata").exists()]
     return max(done)[1] if done else None
-
-
-def reached(done: dict[int, int], target: dict[int, int]) -> bool:
-    return all(done.get(p, 0) >= offset for p, offset in target.items())
 
 
 class CheckpointTrigger:
@@ -471,36 +406,69 @@ class CheckpointTrigger:
 
 
 @dataclass
-class FlinkRun:
-    """Pipeline-private state of one run (kept in ``ctx.extra["flink"]``)."""
+class FlinkRun(JvmRun):
+    """The run's state in the driver (``ctx.extra["flink"]``)."""
 
-    params: dict[str, Any]
-    paths: JobPaths
-    job: JobConfig
-    proc: subprocess.Popen | None = None
     job_id: str | None = None
     rest: FlinkRest | None = None
     sampler: RestSampler | None = None
-    lag_sampler: Any = None
-    lag_ends: Any = None
-    startup_s: float | None = None
-    ready: dict[str, Any] = field(default_factory=dict)
-    drain: dict[str, Any] = field(default_factory=dict)
     source_vertex: str | None = None
-    restarts: int = 0  # fault runs: times the job was killed and started again
-    session: EngineSession | None = None  # the engine session serving the run, if any
 
 
-class Pipeline:
+class Pipeline(JvmJobDriver):
     """Kafka -> Flink SQL -> Kafka (A4f)."""
 
-    owns_generator = False
+    engine = "flink"
+
+    def python(self) -> Path:
+        return flink_python()
+
+    def job_env(self, run: FlinkRun) -> dict[str, str]:
+        run.paths.log_dir.mkdir(parents=True, exist_ok=True)
+        return {"JVM_ARGS": jvm_args(int(run.params["heap_mb"])),
+                "FLINK_LOG_DIR": str(run.paths.log_dir)}  # a session's server sets its own
+
+    def jvm_settings(self, run: FlinkRun) -> dict[str, Any]:
+        return session_settings(run.params, run.job.jars)
+
+    def use_session(self, run: FlinkRun) -> bool:
+        return use_session(run.params)
+
+    def before_submit(self, ctx: Any, run: FlinkRun, session: EngineSession,
+                      job_config: Path) -> None:
+        """A fresh session's first run also carries the session warm-up: its events, in
+        a topic of their own (deleted in stop())."""
+        if session.reused or int(run.params["session"]["warmup_events"]) <= 0:
+            return
+        topic = session_warmup_topic(ctx.run_id)
+        partitions = int(ctx.config["services"]["kafka"]["partitions"])
+        create_topic(ctx.services.kafka_bootstrap, topic, partitions)
+        fill_warmup_topic(ctx.services.kafka_bootstrap, topic,
+                          int(run.params["session"]["warmup_events"]),
+                          contract.ad_catalog(run.job.campaigns, run.job.ads_per_campaign))
+        run.job = dataclasses.replace(run.job, session_warmup_topic=topic)
+        write_json_atomic(job_config, run.job.to_dict())
+
+    def on_ready(self, run: FlinkRun) -> None:
+        run.job_id = run.ready["job_id"]
+
+    def job_running(self, run: FlinkRun) -> bool:
+        return run.rest.all_running(run.job_id)
+
+    def consumed_offsets(self, run: FlinkRun) -> dict[int, int]:
+        # run.job_id and run.source_vertex change when a fault run restarts the job.
+        return run.rest.consumed_offsets(run.job_id, run.source_vertex)
+
+    def lag_interval_s(self, run: FlinkRun) -> float:
+        return float(run.params["metrics_interval_ms"]) / 1000
+
+    def scratch_dirs(self, run: FlinkRun) -> list[Path]:
+        return [run.paths.flink_dir / "checkpoints"]
+
+    def extra_topics(self, run: FlinkRun) -> list[str]:
+        return [run.job.late_topic, run.job.warmup_topic, run.job.session_warmup_topic]
 
     def prepare(self, ctx: Any) -> None:
-        from sdsbench.services.kafka import create_topic
-        from sdsbench.services.ports import free_port
-        from sdsbench.topics import create_run_topics
-
         params = flink_params(ctx.config, ctx.spec)
         paths = JobPaths(ctx.run_dir)
         paths.flink_dir.mkdir(parents=True, exist_ok=True)
@@ -522,188 +490,53 @@ class Pipeline:
         log.info("starting the Flink job (parallelism %d, %s)", run.job.parallelism,
                  run.job.jobmanager_address or "local mini-cluster")
         run.rest = FlinkRest(run.job.rest_url)
-        run.startup_s = self._launch(ctx, run, run.paths.job_config,
-                                     in_session=use_session(run.params))
+        run.startup_s = self.launch(ctx, run, run.paths.job_config, self.use_session(run))
         log.info("Flink job %s running after %.1f s", run.job_id, run.startup_s)
         run.sampler = RestSampler(run.rest, run.job_id, ctx.run_dir / "metrics",
                                   float(run.params["metrics_interval_ms"]) / 1000)
         run.sampler.start()
-        self._start_lag_sampler(ctx, run)
-
-    def _launch(self, ctx: Any, run: FlinkRun, job_config: Path, in_session: bool = False) -> float:
-        """Run the job with ``job_config`` (``in_session``: in the engine session, else in
-        a private job process); wait until Flink's REST API shows every vertex RUNNING
-        (sets ``run.job_id``, ``run.ready``); the seconds it took."""
-        paths = run.paths
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
-        env["JVM_ARGS"] = jvm_args(int(run.params["heap_mb"]))
-        env["FLINK_LOG_DIR"] = str(paths.log_dir)  # a session's server sets its own
-        paths.log_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [str(flink_python()), "-m", "engines.flink.ctr_job", "--config", str(job_config)]
-        t0 = time.monotonic()
-        run.job_id = None
-        session = self._open_session(ctx, run, cmd, env) if in_session else None
-        if session is not None:
-            if not session.reused and int(run.params["session"]["warmup_events"]) > 0:
-                self._add_session_warmup(ctx, run, job_config)
-            session.submit(ctx.run_id, job_config, paths.run_dir)
-            run.session = run.proc = session
-            ctx.processes.append(session)
-        else:
-            with paths.log.open("ab") as out:
-                # Own session: stop() can signal the job and its JVM together.
-                proc = subprocess.Popen([*cmd, "--run-dir", str(paths.run_dir)], cwd=REPO_ROOT,
-                                        env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
-            run.proc = proc
-            ctx.processes.append(proc)
-        deadline = t0 + float(run.params["startup_timeout_s"])
-        while True:
-            self._check_alive(run, "while starting")
-            if run.job_id is None and paths.ready.exists():
-                run.ready = json.loads(paths.ready.read_text())
-                run.job_id = run.ready["job_id"]
-            if run.job_id is not None and run.rest.all_running(run.job_id):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Flink job not running after "
-                                   f"{run.params['startup_timeout_s']} s; see {paths.log}")
-            time.sleep(0.2)
-        return round(time.monotonic() - t0, 3)
-
-    def _open_session(self, ctx: Any, run: FlinkRun, cmd: list[str],
-                      env: dict[str, str]) -> EngineSession | None:
-        """The engine session for the run (started if there is none); None: a private
-        job process runs it (the session is busy, or could not start)."""
-        from sdsbench.runner import SERVICES_STATE_DIR
-
-        root = sessions_root(getattr(ctx.services, "state_dir", "") or SERVICES_STATE_DIR)
-        try:
-            session = open_session("flink", session_settings(run.params, run.job.jars), cmd,
-                                   env, root, float(run.params["startup_timeout_s"]))
-        except RuntimeError as exc:
-            log.warning("no Flink session (%s): a private job process runs this run", exc)
-            return None
-        if session is None:
-            log.info("the Flink session is busy: a private job process runs this run")
-        return session
-
-    def _add_session_warmup(self, ctx: Any, run: FlinkRun, job_config: Path) -> None:
-        """A fresh session's first run also carries the session warm-up: its events, in
-        a topic of their own (deleted in stop())."""
-        from sdsbench.services.kafka import create_topic
-
-        topic = session_warmup_topic(ctx.run_id)
-        partitions = int(ctx.config["services"]["kafka"]["partitions"])
-        create_topic(ctx.services.kafka_bootstrap, topic, partitions)
-        fill_warmup_topic(ctx.services.kafka_bootstrap, topic,
-                          int(run.params["session"]["warmup_events"]),
-                          contract.ad_catalog(run.job.campaigns, run.job.ads_per_campaign))
-        run.job = dataclasses.replace(run.job, session_warmup_topic=topic)
-        write_json_atomic(job_config, run.job.to_dict())
-
-    # ------------------------------------------------------------------- faults
-    def kill(self, ctx: Any) -> dict[str, Any]:
-        """Fault runs (sdsbench.faults): SIGKILL the job's whole process group: the PyFlink
-        driver and the JVM that hosts the local mini-cluster (job manager, task manager,
-        every operator). Nothing is cancelled or cleaned up: the checkpoints stay."""
-        from sdsbench.faults import kill_process_group
-
-        run: FlinkRun = ctx.extra["flink"]
-        if run.session is not None:
-            # The whole session goes (its JVM hosts the job); the next run starts a new one.
-            session, run.session = run.session, None
-            pids = session.kill()
-            session.copy_log(run.paths.log)
-            return {"killed": "flink engine session (python + mini-cluster JVM)",
-                    "job_id": run.job_id, "pids": pids, "session": session.key}
-        return {"killed": "flink job (python + mini-cluster JVM)", "job_id": run.job_id,
-                "pids": kill_process_group(run.proc)}
+        run.source_vertex = self._source_vertex(run)
+        self.start_lag_sampler(ctx, run)
 
     def restart(self, ctx: Any) -> dict[str, Any]:
-        """Submit the job again from the killed job's last completed checkpoint
-        (``execution.state-recovery.path``): sources resume from the checkpointed offsets,
-        windows from their state. With the at-least-once sink, results written after that
-        checkpoint are written again (measured as duplicates); the exactly-once sink's
-        transactions after it were never committed, so readers see each result once.
-        A new REST port (the old one may linger in TIME_WAIT) and no JIT warm-up."""
-        from sdsbench.services.ports import free_port
-
+        """Fault runs: submit the job again from the killed job's last completed
+        checkpoint (``execution.state-recovery.path``): sources resume from the
+        checkpointed offsets, windows from their state. With the at-least-once sink,
+        results written after that checkpoint are written again (measured as
+        duplicates); the exactly-once sink's transactions after it were never committed,
+        so readers see each result once. A new REST port (the old one may linger in
+        TIME_WAIT) and no JIT warm-up."""
         run: FlinkRun = ctx.extra["flink"]
         checkpoint = latest_checkpoint(Path(run.job.checkpoint_dir) / str(run.job_id))
         if checkpoint is None:
             raise RuntimeError(f"no completed checkpoint of job {run.job_id} to restart from "
                                f"(the fault came before the first one)")
-        run.restarts += 1
-        if run.paths.ready.exists():
-            run.paths.ready.rename(run.paths.flink_dir / f"ready-{run.restarts - 1}.json")
         old_job = run.job_id
-        run.job = dataclasses.replace(
+        job = dataclasses.replace(
             run.job, warmup_topic=None, rest_port=free_port(),
             flink_options={**run.job.flink_options,
                            "execution.state-recovery.path": checkpoint.resolve().as_uri()})
-        config = run.paths.flink_dir / f"job_config-restart{run.restarts}.json"
-        write_json_atomic(config, run.job.to_dict())
-        run.rest.url = run.job.rest_url
-        startup_s = self._launch(ctx, run, config)
+        run.rest.url = job.rest_url
+        run.job_id = None
+        startup_s = self.relaunch(ctx, run, job)
         run.source_vertex = self._source_vertex(run)
         if run.sampler is not None:
             run.sampler.follow_job(run.job_id)
         return {"old_job_id": old_job, "job_id": run.job_id, "checkpoint": str(checkpoint),
                 "pid": run.proc.pid, "startup_s": startup_s}
 
-    def _check_alive(self, run: FlinkRun, when: str) -> None:
-        if run.session is not None:
-            report = run.session.done(run.job.run_id)  # before STOP: the run failed
-            if run.session.poll() is not None or report is not None:
-                tail = run.session.log_path.read_text(errors="replace")[-2000:]
-                what = (f"ended the run with code {report.get('code')}" if report
-                        else "exited")
-                raise RuntimeError(f"the Flink session {what} {when}; see "
-                                   f"{run.session.log_path}:\n{tail}")
-            return
-        if run.proc is not None and run.proc.poll() is not None:
-            tail = run.paths.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"Flink job exited with code {run.proc.returncode} {when}; "
-                               f"see {run.paths.log}:\n{tail}")
-
-    def _start_lag_sampler(self, ctx: Any, run: FlinkRun) -> None:
-        from sdsbench.measurement.lag import KafkaEndOffsets, LagSampler
-
-        run.source_vertex = self._source_vertex(run)
-        run.lag_ends = KafkaEndOffsets(ctx.services.kafka_bootstrap, run.job.input_topic)
-        # run.job_id and run.source_vertex change when a fault run restarts the job.
-        run.lag_sampler = LagSampler(
-            ctx.run_dir / "metrics" / "lag.csv", run.lag_ends,
-            lambda: run.rest.consumed_offsets(run.job_id, run.source_vertex),
-            interval_s=float(run.params["metrics_interval_ms"]) / 1000)
-        run.lag_sampler.start()
-
-    @staticmethod
-    def _source_vertex(run: FlinkRun) -> str:
-        """The job vertex of the JSON source (the input every result depends on)."""
-        vertices = run.rest.job(run.job_id).get("vertices", [])
-        for vertex in vertices:
-            if vertex["name"].startswith("Source:") and ".events" in vertex["name"]:
-                return vertex["id"]
-        raise RuntimeError(f"no JSON source vertex in the job: {[v['name'] for v in vertices]}")
-
-    def generator_sink(self, ctx: Any) -> dict[str, Any]:
-        run: FlinkRun = ctx.extra["flink"]
-        return {"kind": "kafka", "bootstrap": ctx.services.kafka_bootstrap,
-                "topic": run.job.input_topic, "watermark_markers": False,
-                "marker_interval_ms": 0, "watermark_bound_ms": 0, "idle_partitions": []}
+    def stop(self, ctx: Any) -> None:
+        run: FlinkRun | None = ctx.extra.get("flink")
+        if run is not None and run.sampler is not None:
+            run.sampler.stop()
+            run.sampler = None
+        super().stop(ctx)
 
     def drain(self, ctx: Any, timeout_s: float) -> None:
         """Wait until the job processed everything the generator sent (see module doc).
         Checkpoints are triggered through the REST API when the rule waits for one (the
         source read the end offsets; the watermark is quiet) instead of waiting for the
         next periodic one."""
-        from sdsbench.measurement.lag import KafkaGroupCommitted
-        from sdsbench.services.kafka import end_offsets
-
         run: FlinkRun = ctx.extra["flink"]
         bootstrap = ctx.services.kafka_bootstrap
         target = end_offsets(bootstrap, run.job.input_topic)
@@ -722,7 +555,7 @@ class Pipeline:
         last_report = t0
         try:
             while True:
-                self._check_alive(run, "during the drain")
+                self.check_alive(run, "during the drain")
                 trigger.job_id = run.job_id  # a fault run may have restarted the job
                 now = time.monotonic()
                 if caught_up_s is None:
@@ -777,7 +610,7 @@ class Pipeline:
             "input_end_offsets": target,
             "final_watermark_ms": run.sampler.watermark_ms,
         }
-        self._stop_lag_sampler(run)
+        self.stop_lag_sampler(run)
 
     @staticmethod
     def _source_read(run: FlinkRun, target: dict[int, int]) -> bool:
@@ -787,17 +620,7 @@ class Pipeline:
         except RestError:
             return False
 
-    def _stop_lag_sampler(self, run: FlinkRun) -> None:
-        if run.lag_sampler is not None:
-            run.lag_sampler.stop()
-            run.lag_sampler = None
-        if run.lag_ends is not None:
-            run.lag_ends.close()
-            run.lag_ends = None
-
     def collect(self, ctx: Any) -> None:
-        from sdsbench.measurement.output_reader import read_output_topic, write_results
-
         run: FlinkRun = ctx.extra["flink"]
         bootstrap = ctx.services.kafka_bootstrap
         catalog = contract.ad_catalog(run.job.campaigns, run.job.ads_per_campaign)
@@ -826,8 +649,7 @@ class Pipeline:
         by_reason = {reason: 0 for reason in contract.REJECT_REASONS}
         for row in rejects:
             by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + int(row["count"] or 0)
-        write_csv_atomic(ctx.run_dir / "rejects.csv", ("reason", "count"),
-                         [{"reason": r, "count": n} for r, n in by_reason.items()])
+        write_rejects(ctx.run_dir / "rejects.csv", by_reason)
         write_csv_atomic(ctx.run_dir / "metrics" / "late.csv", LATE_COLUMNS, late_rows)
         summary: dict[str, Any] = {
             "pipeline": "flink",
@@ -897,63 +719,3 @@ class Pipeline:
                                   run.rest.get(f"/jobs/{run.job_id}{path}"))
             except RestError as exc:
                 log.warning("could not save %s: %s", name, exc)
-
-    def _stop_session_run(self, run: FlinkRun) -> None:
-        """STOP -> the server cancels the job and goes idle (done/<run>.json). A session
-        that does not answer in time, or is still warming up (no job to cancel: it would
-        finish the warm-up first), is killed: the next run starts a new one. A healthy
-        session is never ended here."""
-        session = run.session
-        assert session is not None
-        report = None
-        if session.poll() is None:
-            run.paths.stop_request.touch()
-            if run.job_id is not None or session.done(run.job.run_id) is not None:
-                report = session.wait_done(run.job.run_id, float(run.params["stop_timeout_s"]))
-            if report is None:
-                log.warning("the Flink session did not end the run in %s s: killing it",
-                            run.params["stop_timeout_s"])
-                session.kill()
-        session.copy_log(run.paths.log)
-        session.release()
-        if report is not None and report.get("code") != 0:
-            log.warning("the Flink session ended the run with code %s", report.get("code"))
-
-    def stop(self, ctx: Any) -> None:
-        from sdsbench.services.kafka import delete_topics, terminate_pid
-        from sdsbench.topics import delete_run_topics
-
-        run: FlinkRun | None = ctx.extra.get("flink")
-        if run is None:
-            return
-        self._stop_lag_sampler(run)
-        if run.sampler is not None:
-            run.sampler.stop()
-            run.sampler = None
-        if run.session is not None:
-            self._stop_session_run(run)
-        elif run.proc is not None and run.proc.poll() is None and run.job_id is None:
-            # Still warming up or planning: nothing to cancel, nothing to keep.
-            end_process_group(run.proc.pid)
-        if run.session is None and run.proc is not None and run.proc.poll() is None:
-            run.paths.stop_request.touch()
-            try:
-                run.proc.wait(timeout=float(run.params["stop_timeout_s"]))
-            except subprocess.TimeoutExpired:
-                log.warning("Flink job did not stop in %s s: terminating",
-                            run.params["stop_timeout_s"])
-                terminate_pid(run.proc.pid, timeout=20)
-                run.proc.wait(timeout=10)
-        if run.proc is not None and run.session is None:
-            # The gateway JVM may outlive a killed Python parent: end what is left of it.
-            end_process_group(run.proc.pid)
-        run.session = None
-        shutil.rmtree(run.paths.flink_dir / "checkpoints", ignore_errors=True)
-        if not run.params["keep_topics"]:
-            try:
-                delete_run_topics(ctx.services, ctx.run_id)
-                delete_topics(ctx.services.kafka_bootstrap,
-                              [t for t in (run.job.late_topic, run.job.warmup_topic,
-                                           run.job.session_warmup_topic) if t])
-            except Exception as exc:  # noqa: BLE001 - results are collected; do not fail the run
-                log.warning("could not delete the run's topics: %s", exc)

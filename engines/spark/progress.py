@@ -14,7 +14,7 @@ Column notes:
   per late (window, campaign) group per batch), not input events; the event count comes
   from ``engines.spark.late_audit``.
 - ``observed_rejects``: the batch's reject counts per reason (JSON), observed by the CTR
-  query before it drops the rejected records (``engines.spark.ctr_job.build``).
+  query before it drops the rejected records (``engines.spark.ctr_query.build``).
 - ``offsets_behind_latest``: sum over partitions of (latest offset seen when the batch was
   planned - the batch's end offset): backlog Spark left for later batches. Spark commits
   no consumer-group offsets, so the driver also samples lag against the topic's end
@@ -33,7 +33,7 @@ from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
 
-from engines.spark.ctr_job import REJECTS_OBSERVATION
+from engines.spark.job_config import REJECTS_OBSERVATION
 from sdsbench.rundir import write_json_atomic
 
 PROGRESS_COLUMNS: tuple[str, ...] = (

@@ -243,7 +243,7 @@ def provenance_digest(provenance: dict[str, Any]) -> dict[str, Any]:
 
 
 def engine_session(run_dir: str | Path) -> dict[str, Any] | None:
-    """Which engine session (engines/common/engine_session.py) served a Spark or Flink run:
+    """Which engine session (sdsbench/engine_session.py) served a Spark or Flink run:
     its key and whether it had served runs before; None for other pipelines and for runs
     with a private engine process."""
     for name in ("spark_summary", "flink_summary"):

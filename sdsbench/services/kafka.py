@@ -13,7 +13,6 @@ import base64
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -21,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from string import Template
 
+from sdsbench.process_control import pid_alive, terminate_pid
 from sdsbench.services import ServiceError
 from sdsbench.services.ports import LOOPBACK, free_port, port_in_use, wait_for_port
 
@@ -48,70 +48,6 @@ def _admin(bootstrap: str, timeout: float = 10.0):  # -> confluent_kafka.admin.A
             "logger": quiet,
         }
     )
-
-
-# ---------------------------------------------------------------- process helpers
-def pid_alive(pid: int | None) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def pid_cmdline(pid: int) -> str:
-    try:
-        return (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-    except OSError:
-        return ""
-
-
-def terminate_pid(pid: int, timeout: float = 30.0, expect: str | None = None) -> bool:
-    """SIGTERM ``pid`` (and its process group if it leads one), wait, then SIGKILL.
-
-    ``expect``: a substring its command line must contain (guards against a reused pid).
-    Returns True if a process was signalled.
-    """
-    if not pid_alive(pid):
-        return False
-    if expect and expect not in pid_cmdline(pid):
-        return False
-    try:
-        group = os.getpgid(pid) == pid
-    except ProcessLookupError:
-        return False
-
-    def send(sig: int) -> None:
-        try:
-            if group:
-                os.killpg(pid, sig)
-            else:
-                os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-    send(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    send(signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return True
 
 
 # ---------------------------------------------------------------- health / topic helpers

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdsbench.process_control import pid_alive
 from sdsbench.services import ServiceError
 from sdsbench.services import kafka as kafka_svc
 from sdsbench.services import postgres as pg_svc
@@ -127,7 +128,7 @@ def check_services(svc: Services, timeout: float = 5.0) -> dict[str, str]:
         ("kafka", kafka_svc.health_check, svc.kafka_bootstrap),
     ):
         pid = svc.pids.get(name)
-        if not svc.external.get(name) and pid and not kafka_svc.pid_alive(pid):
+        if not svc.external.get(name) and pid and not pid_alive(pid):
             out[name] = f"process {pid} is gone"
             continue
         try:
@@ -272,7 +273,7 @@ def stop_services(state_dir: Path | str, timeout: float = 30.0) -> list[str]:
 
 
 def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
-    from engines.common.engine_session import stop_sessions
+    from sdsbench.engine_session import stop_sessions
 
     # Engine sessions (Spark, Flink JVMs serving runs) kept with this stack first: they
     # hold broker connections. Only this stack's ($SDSBENCH_ENGINE_SESSIONS_DIR sessions
@@ -288,7 +289,7 @@ def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
     if kafka_dir.exists() and not (svc and svc.external.get("kafka")):
         broker = kafka_svc.KafkaBroker(kafka_dir)
         broker.pid = (svc.pids.get("kafka") if svc else None) or _read_pid(kafka_dir / "kafka.pid")
-        if broker.pid and kafka_svc.pid_alive(broker.pid):
+        if broker.pid and pid_alive(broker.pid):
             broker.stop(timeout=timeout)
             stopped.append("kafka")
     pg_dir = state_dir / "postgres"

@@ -32,6 +32,7 @@ in the run directory), exactly as a one-shot job process does.
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import hashlib
 import json
@@ -43,13 +44,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
-from sdsbench.services.kafka import pid_alive  # stdlib only: the engine venvs import it too
+from sdsbench.process_control import kill_process_group, pid_alive
 
 log = logging.getLogger("sdsbench.engine_session")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SESSIONS_ENV = "SDSBENCH_ENGINE_SESSIONS_DIR"  # overrides <services state dir>/engine-sessions
 SERVER_FILE = "server.json"
 SHUTDOWN_FILE = "SHUTDOWN"
@@ -75,6 +76,36 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------ both sides
+@dataclass(frozen=True)
+class JobFiles:
+    """The per-run protocol between a driver and its engine job (one-shot or in a
+    session), in ``<run_dir>/<engine>/``: the job's config, its log, ``ready.json`` (the
+    job runs), ``STOP`` (the driver asks it to stop). Engines add their own files."""
+
+    run_dir: Path
+    engine: ClassVar[str] = ""
+
+    @property
+    def engine_dir(self) -> Path:
+        return self.run_dir / self.engine
+
+    @property
+    def job_config(self) -> Path:
+        return self.engine_dir / "job_config.json"
+
+    @property
+    def log(self) -> Path:
+        return self.engine_dir / "job.log"
+
+    @property
+    def ready(self) -> Path:
+        return self.engine_dir / "ready.json"
+
+    @property
+    def stop_request(self) -> Path:
+        return self.engine_dir / "STOP"
+
+
 def sessions_root(services_state_dir: str | Path | None) -> Path:
     """Where sessions live: $SDSBENCH_ENGINE_SESSIONS_DIR, else next to the services."""
     env = os.environ.get(SESSIONS_ENV)
@@ -181,8 +212,6 @@ class EngineSession:
 
     def kill(self) -> list[int]:
         """SIGKILL the server's process group (fault runs); the session is gone."""
-        from sdsbench.faults import kill_process_group
-
         killed = kill_process_group(self)
         (self.dir / SERVER_FILE).unlink(missing_ok=True)
         self.release()
@@ -306,6 +335,20 @@ def stop_sessions(root: Path, engine: str | None = None, timeout_s: float = 30.0
 
 
 # ------------------------------------------------------------------ server side
+def job_arguments(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of every engine job module: ``--config JOB.json`` and exactly one
+    of ``--run-dir DIR`` (one run, then exit) and ``--session-dir DIR`` (a session server;
+    ``--config`` is then its first run's, which fixes the JVM settings)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, required=True, help="the job config (JSON)")
+    parser.add_argument("--run-dir", type=Path, help="one run: the run's directory")
+    parser.add_argument("--session-dir", type=Path, help="serve runs as an engine session")
+    args = parser.parse_args(argv)
+    if (args.run_dir is None) == (args.session_dir is None):
+        parser.error("give exactly one of --run-dir (one run) and --session-dir (a session)")
+    return args
+
+
 @dataclass
 class Request:
     run_id: str
@@ -313,12 +356,22 @@ class Request:
     run_dir: Path
 
 
-class SessionServer:
-    """The engine side: announce readiness, then take requests one at a time."""
+DEFAULT_IDLE_TIMEOUT_S = 600.0
 
-    def __init__(self, session_dir: Path, idle_timeout_s: float, poll_s: float = 0.1) -> None:
+
+class SessionServer:
+    """The engine side: announce readiness, then take requests one at a time. Its
+    settings are the driver's (``settings.json``: the session key's settings, with
+    ``idle_timeout_s`` and ``session_warmup_events``)."""
+
+    def __init__(self, session_dir: Path, idle_timeout_s: float | None = None,
+                 poll_s: float = 0.1) -> None:
         self.dir = Path(session_dir)
-        self.idle_timeout_s = idle_timeout_s
+        self.settings: dict[str, Any] = (
+            _read_json(self.dir / "settings.json") or {}).get("settings", {})
+        self.idle_timeout_s = float(idle_timeout_s if idle_timeout_s is not None else
+                                    self.settings.get("idle_timeout_s", DEFAULT_IDLE_TIMEOUT_S))
+        self.session_warmup_events = int(self.settings.get("session_warmup_events", 0))
         self.poll_s = poll_s
         self.runs_served = 0
         self.started = time.time()
