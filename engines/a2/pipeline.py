@@ -34,6 +34,7 @@ from engines.common.processes import spawn_module, terminate, write_job
 from sdsbench import contract
 from sdsbench.experiments import pipeline_params
 from sdsbench.rundir import write_json_atomic, write_rejects
+from sdsbench.topics import create_run_topics
 
 log = logging.getLogger("sdsbench.a2")
 
@@ -55,7 +56,6 @@ class Pipeline:
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, ctx: Any) -> None:
-        from sdsbench.topics import create_run_topics
 
         params = pipeline_params(ctx.config, ctx.spec)
         partitions = int(params.get("partitions") or ctx.config["services"]["kafka"]["partitions"])
@@ -202,7 +202,6 @@ class Pipeline:
         self._cleanup(ctx, st)
 
     def _cleanup(self, ctx: Any, st: _State) -> None:
-        from engines.common import pg_schema
 
         if not st.params.get("keep_data"):
             pg_schema.drop_run_artifacts(ctx.services, ctx.run_id, st.schema, "a2")

@@ -42,6 +42,7 @@ from engines.a3.watermark import (
     classify_lateness,
     classify_record,
 )
+from engines.common import pg_schema
 from sdsbench import contract
 
 PROGRESS_INTERVAL_S = 5.0
@@ -173,7 +174,6 @@ class A3Consumer:
         return batch
 
     def write(self, conn: Any, batch: Batch) -> None:
-        from engines.common import pg_schema
 
         s = self.s
         with conn.transaction():
@@ -235,7 +235,6 @@ class A3Consumer:
     def run(self) -> int:
         from confluent_kafka import Consumer, TopicPartition
 
-        from engines.common import pg_schema
 
         s = self.s
         label = f"a3-consumer-{self.index}"

@@ -36,6 +36,7 @@ from typing import Any
 
 from engines.a3 import sql as a3sql
 from engines.a3.watermark import END_OF_INPUT_MS
+from engines.common import pg_schema
 from sdsbench import contract
 
 PROGRESS_INTERVAL_S = 5.0
@@ -202,7 +203,6 @@ class CtrEmitter:
     def run(self) -> int:
         from confluent_kafka import Producer
 
-        from engines.common import pg_schema
 
         s = self.s
         conn = pg_schema.connect(s["dsn"], s["schema"])

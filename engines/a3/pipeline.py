@@ -45,13 +45,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines.a3 import sql as a3sql
 from engines.a3.watermark import END_OF_INPUT_MS
+from engines.common import outputs, pg_schema
 from engines.common.consumer_group import ConsumerGroup
-from engines.common.processes import spawn_module, terminate
+from engines.common.processes import spawn_module, terminate, write_job
 from sdsbench import contract
 from sdsbench.config import deep_merge
 from sdsbench.experiments import pipeline_params
+from sdsbench.measurement.output_reader import read_output_topic, write_results
 from sdsbench.rundir import write_json_atomic, write_rejects, write_text_atomic
+from sdsbench.topics import create_run_topics
 
 log = logging.getLogger("sdsbench.a3")
 
@@ -128,10 +132,6 @@ class Pipeline:
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, ctx: Any) -> None:
-        from engines.a3 import sql as a3sql
-        from engines.common import pg_schema
-        from engines.common.processes import write_job
-        from sdsbench.topics import create_run_topics
 
         params = a3_params(ctx.config, ctx.spec)
         partitions = int(params["partitions"] or ctx.config["services"]["kafka"]["partitions"])
@@ -285,8 +285,6 @@ class Pipeline:
 
     # ------------------------------------------------------------------ collect
     def collect(self, ctx: Any) -> None:
-        from engines.common import outputs, pg_schema
-        from sdsbench.measurement.output_reader import read_output_topic, write_results
 
         st: _State = ctx.extra["a3"]
         results = read_output_topic(ctx.services.kafka_bootstrap, st.topics["output"])
@@ -390,7 +388,6 @@ class Pipeline:
         self._cleanup(ctx, st)
 
     def _cleanup(self, ctx: Any, st: _State) -> None:
-        from engines.common import pg_schema
 
         if not st.params.get("keep_data"):
             pg_schema.drop_run_artifacts(ctx.services, ctx.run_id, st.schema, "a3")

@@ -44,6 +44,7 @@ import psycopg
 from psycopg import sql
 
 from sdsbench import contract
+from sdsbench.topics import delete_run_topics
 
 log = logging.getLogger("sdsbench.pg_schema")
 
@@ -228,7 +229,6 @@ def final_counts(cur: psycopg.Cursor, window_ms: int = contract.WINDOW_MS) -> li
 def drop_run_artifacts(services: Any, run_id: str, schema: str, label: str) -> None:
     """Delete a run's topics and PostgreSQL schema (A2, A3). Failures are logged, never
     raised: cleanup must not hide the run's outcome."""
-    from sdsbench.topics import delete_run_topics
 
     try:
         delete_run_topics(services, run_id)

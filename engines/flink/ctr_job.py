@@ -21,16 +21,18 @@ run is reported (done/<run>.json, code 1) and the server waits for the next one.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines.flink.ctr_sql import ddl_statements, insert_statements
 from engines.flink.job_config import JobConfig, JobPaths, load_job_config, warmup_config
-from sdsbench.engine_session import job_arguments
+from sdsbench.engine_session import SessionServer, job_arguments
 from sdsbench.process_control import StopFlag
 from sdsbench.rundir import write_json_atomic
 
@@ -214,11 +216,9 @@ def serve(session_dir: Path, poll_s: float = 0.5) -> int:
     only), its own warm-up, submit, ready.json, STOP -> cancel; then the JVM is
     garbage-collected and the server waits for the next run. A failed run is reported in
     done/<run>.json and the server goes on."""
-    import gc
 
     from pyflink.java_gateway import get_gateway
 
-    from sdsbench.engine_session import SessionServer
 
     log_dir = session_dir / SESSION_LOG_DIR
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +273,6 @@ def serve(session_dir: Path, poll_s: float = 0.5) -> int:
 
 
 def _pyflink_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("apache-flink")

@@ -111,7 +111,12 @@ from sdsbench.config import section_keys
 from sdsbench.engine_session import EngineSession
 from sdsbench.experiments import pipeline_params
 from sdsbench.measurement.lag import KafkaGroupCommitted
-from sdsbench.measurement.output_reader import read_json_topic, read_output_topic, write_results
+from sdsbench.measurement.output_reader import (
+    RESULT_COLUMNS,
+    read_json_topic,
+    read_output_topic,
+    write_results,
+)
 from sdsbench.rundir import write_csv_atomic, write_json_atomic, write_rejects
 from sdsbench.services.kafka import create_topic, end_offsets
 from sdsbench.services.ports import free_port
@@ -239,7 +244,6 @@ def read_transactional_output(bootstrap: str, topic: str, timeout_s: float = 60.
     import pandas as pd
     from confluent_kafka import Consumer, TopicPartition
 
-    from sdsbench.measurement.output_reader import RESULT_COLUMNS
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "enable.auto.commit": False,
                          "group.id": f"sdsbench-flink-eo-reader-{time.time_ns()}",

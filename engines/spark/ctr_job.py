@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ from engines.spark.job_config import (
     session_conf,
     session_settings,
 )
-from sdsbench.engine_session import job_arguments
+from engines.spark.progress import ProgressRecorder
+from sdsbench.engine_session import SessionServer, job_arguments
 from sdsbench.process_control import StopFlag
 from sdsbench.rundir import write_json_atomic
 
@@ -69,7 +71,6 @@ def serve_run(spark: SparkSession, cfg: JobConfig, paths: JobPaths, stop: StopFl
     also when it fails. ``t0``: when the run's start-up began (``startup_s`` counts from
     it); ``session``: the engine-session block of ready.json (None: a private process).
     """
-    from engines.spark.progress import ProgressRecorder
 
     paths.scratch.mkdir(parents=True, exist_ok=True)
     # Per run (a session may have served another value): the new checkpoint records it.
@@ -179,9 +180,7 @@ def serve(first: JobConfig, session_dir: Path) -> int:
     its directory is renamed later) fixes the JVM-level settings (``session_settings``);
     a run with other ones is refused (the driver's session key keeps them apart). A
     failed run is reported (code 1) and the server takes the next one."""
-    import shutil
 
-    from sdsbench.engine_session import SessionServer
 
     t_start = time.monotonic()
     server = SessionServer(session_dir)

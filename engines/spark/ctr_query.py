@@ -30,8 +30,10 @@ Measured costs and the layouts tried: docs/spark.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,7 @@ from engines.spark.job_config import (
     session_conf,
 )
 from sdsbench import contract
+from sdsbench.services.kafka import create_topic, delete_topics, end_offsets
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -309,10 +312,7 @@ def warm_up(spark: SparkSession, cfg: JobConfig, paths: JobPaths, events: int,
     ``warmup-*-<run id>`` are created and deleted here; the measured topics are untouched
     and nothing of this reaches the run's metrics (the listener is added afterwards).
     """
-    import dataclasses
-    import shutil
 
-    from sdsbench.services.kafka import create_topic, delete_topics
 
     # ``label``: the session warm-up and the run's own use different topics (a deleted
     # topic's name may not be free again at once).
@@ -388,7 +388,6 @@ def set_aside_rejects(spark: SparkSession, cfg: JobConfig) -> dict[str, Any]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from sdsbench.services.kafka import end_offsets
 
     t0 = time.monotonic()
     ends = end_offsets(cfg.bootstrap, cfg.input_topic)
