@@ -60,6 +60,15 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def csv_text(columns: tuple[str, ...] | list[str], rows: list[tuple]) -> str:
+    """A CSV header and ``rows`` (tuples in the order of ``columns``) as text."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
 def write_csv_atomic(path: str | Path, columns: tuple[str, ...] | list[str],
                      rows: list[dict[str, Any]]) -> None:
     """``rows`` (dicts keyed by ``columns``) as CSV with a header."""

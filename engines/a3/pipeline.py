@@ -36,8 +36,6 @@ process logs).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import subprocess
 import time
@@ -54,7 +52,7 @@ from sdsbench import contract
 from sdsbench.config import deep_merge
 from sdsbench.experiments import pipeline_params
 from sdsbench.measurement.output_reader import read_output_topic, write_results
-from sdsbench.rundir import write_json_atomic, write_rejects, write_text_atomic
+from sdsbench.rundir import csv_text, write_json_atomic, write_rejects, write_text_atomic
 from sdsbench.topics import create_run_topics
 
 log = logging.getLogger("sdsbench.a3")
@@ -101,14 +99,6 @@ def a3_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     if params["lateness"]["policy"] not in ("drop", "update"):
         raise ValueError(f"a3.lateness.policy: unknown {params['lateness']['policy']!r}")
     return params
-
-
-def _csv_text(columns: tuple[str, ...], rows: list[tuple]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def _inf(value: int | None) -> Any:
@@ -317,21 +307,21 @@ class Pipeline:
         write_rejects(ctx.run_dir / "rejects.csv", rejects)
         write_text_atomic(
             ctx.run_dir / "a3" / "dead_letters.csv",
-            _csv_text(
+            csv_text(
                 DEAD_LETTER_COLUMNS,
                 [(*row[:4], bytes(row[4]).decode("utf-8", "backslashreplace")) for row in dead],
             ),
         )
         write_text_atomic(
             ctx.run_dir / "metrics" / "late.csv",
-            _csv_text(LATE_COLUMNS, [(*row, policy, allowed) for row in late]),
+            csv_text(LATE_COLUMNS, [(*row, policy, allowed) for row in late]),
         )
         write_text_atomic(
-            ctx.run_dir / "metrics" / "events_sample.csv", _csv_text(SAMPLE_COLUMNS, sample)
+            ctx.run_dir / "metrics" / "events_sample.csv", csv_text(SAMPLE_COLUMNS, sample)
         )
         write_text_atomic(
             ctx.run_dir / "metrics" / "fired_windows.csv",
-            _csv_text(FIRED_COLUMNS, [(c, w, n, _inf(wm), a, b) for c, w, n, wm, a, b in fired]),
+            csv_text(FIRED_COLUMNS, [(c, w, n, _inf(wm), a, b) for c, w, n, wm, a, b in fired]),
         )
         write_json_atomic(
             ctx.run_dir / "metrics" / "a3.json",

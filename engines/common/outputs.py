@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import psycopg
 
 from engines.common import pg_schema
 from sdsbench import contract
-from sdsbench.rundir import write_text_atomic
-
-
-def _csv_text(columns: tuple[str, ...], rows: list[tuple]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return buf.getvalue()
+from sdsbench.rundir import csv_text, write_text_atomic
 
 
 def write_final_counts(conn: psycopg.Connection, path: Path, window_ms: int) -> int:
@@ -26,7 +16,7 @@ def write_final_counts(conn: psycopg.Connection, path: Path, window_ms: int) -> 
     with conn.cursor() as cur:
         rows = pg_schema.final_counts(cur, window_ms)
     conn.commit()
-    write_text_atomic(path, _csv_text(pg_schema.FINAL_COUNT_COLUMNS, rows))
+    write_text_atomic(path, csv_text(pg_schema.FINAL_COUNT_COLUMNS, rows))
     return len(rows)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engines.common.job_checks import check_choice, check_ints, check_jars, check_keys
 from sdsbench.engine_session import JobFiles
 
 PIPELINE_NAME = "flink"
@@ -74,34 +75,18 @@ class JobConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobConfig:
         """Validate a job config; the error names the bad key."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"flink job config: unknown keys {unknown}")
-        missing = sorted(known - set(data) - {"flink_options", "session_warmup_topic"})
-        if missing:
-            raise ValueError(f"flink job config: missing keys {missing}")
-        for key in ("campaigns", "ads_per_campaign", "parallelism", "watermark_interval_ms",
-                    "checkpoint_interval_ms", "rest_port", "metrics_interval_ms"):
-            if not isinstance(data[key], int) or data[key] < 1:
-                raise ValueError(f"flink job config key {key}: must be an integer >= 1")
-        for key in ("watermark_delay_ms", "allowed_lateness_ms"):
-            if not isinstance(data[key], int) or not 0 <= data[key] <= MAX_INTERVAL_MS:
-                raise ValueError(f"flink job config key {key}: an integer within "
-                                 f"[0, {MAX_INTERVAL_MS}]")
+        check_keys("flink", cls, data, optional=("flink_options", "session_warmup_topic"))
+        check_ints("flink", data, ("campaigns", "ads_per_campaign", "parallelism",
+                                   "watermark_interval_ms", "checkpoint_interval_ms",
+                                   "rest_port", "metrics_interval_ms"), 1)
+        check_ints("flink", data, ("watermark_delay_ms", "allowed_lateness_ms"), 0,
+                   MAX_INTERVAL_MS)
         if not isinstance(data["not_json_dead_letters"], bool):
             raise ValueError("flink job config key not_json_dead_letters: must be a boolean")
-        idle = data["idle_timeout_ms"]
-        if idle is not None and (not isinstance(idle, int) or idle < 1):
-            raise ValueError("flink job config key idle_timeout_ms: integer >= 1 or null")
-        if data["state_backend"] not in STATE_BACKENDS:
-            raise ValueError(f"flink job config key state_backend: one of {STATE_BACKENDS}")
-        if data["delivery_guarantee"] not in DELIVERY_GUARANTEES:
-            raise ValueError(
-                f"flink job config key delivery_guarantee: one of {DELIVERY_GUARANTEES}")
-        for jar in data["jars"]:
-            if not Path(jar).is_file():
-                raise ValueError(f"flink job config key jars: {jar} does not exist")
+        check_ints("flink", data, ("idle_timeout_ms",), 1, nullable=True)
+        check_choice("flink", data, "state_backend", STATE_BACKENDS)
+        check_choice("flink", data, "delivery_guarantee", DELIVERY_GUARANTEES)
+        check_jars("flink", data["jars"])
         options = {str(k): str(v) for k, v in (data.get("flink_options") or {}).items()}
         return cls(**{**data, "jars": tuple(data["jars"]), "flink_options": options})
 

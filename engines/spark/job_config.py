@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from engines.common.job_checks import check_choice, check_ints, check_jars, check_keys
 from sdsbench.engine_session import JobFiles
 
 PIPELINE_NAME = "spark"
@@ -46,35 +47,19 @@ class JobConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobConfig:
         """Validate a job config; the error names the bad key."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"spark job config: unknown keys {unknown}")
-        missing = sorted(known - set(data))
-        if missing:
-            raise ValueError(f"spark job config: missing keys {missing}")
-        for key in ("trigger_ms", "shuffle_partitions",
-                    "campaigns", "ads_per_campaign"):
-            if not isinstance(data[key], int) or data[key] < 1:
-                raise ValueError(f"spark job config key {key}: must be an integer >= 1")
-        for key in ("watermark_delay_ms", "warmup_events"):
-            if not isinstance(data[key], int) or data[key] < 0:
-                raise ValueError(f"spark job config key {key}: must be an integer >= 0")
-        limit = data["max_offsets_per_trigger"]
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise ValueError("spark job config key max_offsets_per_trigger: integer >= 1 or null")
-        if data["output_mode"] not in OUTPUT_MODES:
-            raise ValueError(f"spark job config key output_mode: one of {OUTPUT_MODES}")
-        if data["campaign_lookup"] not in CAMPAIGN_LOOKUPS:
-            raise ValueError(f"spark job config key campaign_lookup: one of {CAMPAIGN_LOOKUPS}")
+        check_keys("spark", cls, data)
+        check_ints("spark", data, ("trigger_ms", "shuffle_partitions", "campaigns",
+                                   "ads_per_campaign"), 1)
+        check_ints("spark", data, ("watermark_delay_ms", "warmup_events"), 0)
+        check_ints("spark", data, ("max_offsets_per_trigger",), 1, nullable=True)
+        check_choice("spark", data, "output_mode", OUTPUT_MODES)
+        check_choice("spark", data, "campaign_lookup", CAMPAIGN_LOOKUPS)
         extra = data["extra_conf"]
         if not isinstance(extra, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
         ):
             raise ValueError("spark job config key extra_conf: a mapping of strings to strings")
-        for jar in data["jars"]:
-            if not Path(jar).is_file():
-                raise ValueError(f"spark job config key jars: {jar} does not exist")
+        check_jars("spark", data["jars"])
         return cls(**{**data, "jars": tuple(data["jars"])})
 
     def to_dict(self) -> dict[str, Any]:
