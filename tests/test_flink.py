@@ -32,7 +32,8 @@ import pytest
 from engines.flink import ctr_job, ctr_sql, job_config
 from engines.flink.job_config import JobConfig
 from engines.flink.metrics import window_vertex_id
-from engines.flink.pipeline import FLINK_JARS_DIR, FLINK_PYTHON, first_json_value, late_table
+from engines.flink.outputs import first_json_value, late_table
+from engines.flink.pipeline import FLINK_JARS_DIR, FLINK_PYTHON
 from sdsbench import contract
 from sdsbench.config import load_config
 

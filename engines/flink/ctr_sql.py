@@ -14,17 +14,16 @@ here all valid events are grouped (a window of a campaign with only purchases is
 with views = 0, ctr = null), the map is the contract's fixed catalog compiled into the
 query, and malformed input is set aside instead of failing the job.
 
-SQL, not DataStream: the same query as a PyFlink DataStream job with Python functions ran
-at ~7k events/s (39 us CPU per event, measured on this machine); the SQL plan needs
-~7 us (see the report). The pipeline is one statement set (one Flink job); the Kafka
-source is read once and feeds three operator chains per event:
+SQL, not DataStream: a PyFlink DataStream job with Python functions costs several times
+the CPU per event of the SQL plan (docs/flink.md). The pipeline is one statement set (one
+Flink job); the Kafka source is read once and feeds three operator chains per event:
 
 - ``ctr``: JSON -> per-record checks -> first aggregation per (ad, 10 s tumbling
   event-time window) -> campaign lookup per (ad, window) -> second aggregation per
   (campaign, window) -> output topic. Two levels because the ad -> campaign lookup cannot
-  run per event: Calcite needs minutes to plan a CASE / IN over 1000 string literals
-  (measured 118-272 s), so the lookup is a linear search in one string literal (plans in
-  < 1 s, see ``ad_campaign``), run once per (ad, window) row.
+  run per event: Calcite needs minutes to plan a CASE / IN over 1000 string literals, so
+  the lookup is a linear search in one string literal (plans in under a second, see
+  ``ad_campaign``), run once per (ad, window) row.
 - ``late``: every event whose window the watermark had already closed when it arrived
   (``window_end - 1 + allowed_lateness <= CURRENT_WATERMARK(ts)``: the rule Flink's window
   operators drop by) -> the run's late topic, one record per event, so the analysis can

@@ -1,34 +1,30 @@
-"""The A4f PipelineDriver: runs ``engines.flink.ctr_job`` as a subprocess of ``.venv/flink``.
+"""The A4f PipelineDriver: runs ``engines.flink.ctr_job`` in ``.venv/flink``. Start, kill,
+restart and stop are the JVM engines' shared driver (``engines.common.jvm_driver``: an
+engine session or a private job process); this module supplies what is Flink's own.
 
     prepare  per-run topics (input, output with LogAppendTime, dead letters, and the
-             Flink-only late-event topic) + the job config (``flink/job_config.json``)
-    start    the job in the engine session (see below), else in a job process of its
-             own (own process group; its JVM, which hosts the local mini-cluster, is its
-             child): it first runs its plan over a warm-up topic of synthetic events (JIT
-             warm-up, nothing written to Kafka; ``warmup_events``), then submits the job;
-             wait until Flink's REST API shows every vertex RUNNING; start the REST
-             sampler (``engines.flink.metrics``) and the consumer-lag sampler
+             Flink-only late-event topic), the job config, the warm-up topic
+    start    the job first runs its plan over the warm-up topic (JIT warm-up, nothing
+             written to Kafka; ``warmup_events``), then is submitted; it runs once Flink's
+             REST API shows every vertex RUNNING; then the REST sampler
+             (``engines.flink.metrics``) and the consumer-lag sampler start
     drain    wait until the job covered the input's end offsets by a completed checkpoint
              and its watermark has stopped moving, then for one more completed checkpoint
              (see below)
     collect  results.csv (output topic); rejects.csv (events set aside per reason, the
              shared format; each dead-letter record in flink/dead_letters.csv);
              metrics/late.csv (late-event topic); metrics/flink_summary.json
+             (``engines.flink.outputs`` reads them back)
 
 Records that are not JSON. Flink's JSON format skips them silently. By default
 (``not_json_dead_letters: false``) the job reads the input once and counts them exactly:
 records in the topic - records the JSON source emitted (its ``numRecordsOut``, REST);
 when that is not zero, ``collect`` re-reads the input topic and lists them
 (flink/dead_letters.csv). With ``not_json_dead_letters: true`` a second source in the job
-reads the topic as text and dead-letters them itself (measured: ~30% more CPU per event).
-    stop     stop file -> the job is cancelled; a session answers done/<run>.json and
-             is idle again (no answer in ``stop_timeout_s``: the session is killed); a
-             private job process exits (else SIGTERM, SIGKILL to its process group);
-             delete the run's topics and checkpoints
+reads the topic as text and dead-letters them itself.
 
-Engine sessions (``flink.session``, ``sdsbench.engine_session``). A one-shot run
-spends ~20 s on the gateway JVM's start and a cold warm-up; a session pays the JVM once
-and serves runs one at a time (``ctr_job`` session mode: a fresh mini-cluster per job, so
+Engine sessions (``flink.session``, ``sdsbench.engine_session``). A session pays the
+gateway JVM's start and cold warm-up once and serves runs one at a time (``ctr_job`` session mode: a fresh mini-cluster per job, so
 the job's own settings apply; shared is the JVM: heap, JIT code, loaded classes). Each run
 still runs its own warm-up before it reports ready; the first run of a session also runs
 ``session.warmup_events`` (its own topic). The key: heap, JVM options, jars, interpreter,
@@ -62,11 +58,8 @@ the stream's last: it moves the watermark when emitted, and (2) waits for that. 
 triggers the checkpoints of (1) and (3) through the REST API (``POST
 /jobs/:jobid/checkpoints``, Flink >= 1.19) instead of waiting for the periodic ones, and
 does not wait for the offset commit itself: the source's Kafka consumer sends it only when
-its poll returns, up to 10 s on an idle topic. Measured (tests/test_flink.py, 2000 ev/s,
-idle timeout 5 s): caught up 0.2-0.4 s after the generator's end, drained after 7.7-7.9 s
-(0.3 s + idle timeout + watermark interval + 2 s quiet + a checkpoint); before,
-flink-spp-r20000 took 12.3 s, and a drain shorter than the idle timeout would have missed
-the watermark's last move.
+its poll returns, up to 10 s on an idle topic. So a drain takes about the idle timeout +
+one watermark interval + the quiet time + a checkpoint (measured: docs/flink.md).
 
 Lag. ``metrics/lag.csv`` (the shared LAG_COLUMNS) pairs the topic's end offsets with the
 JSON source's position (its ``currentOffset`` gauge + 1 per partition, read through the
@@ -89,7 +82,6 @@ import json
 import logging
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +98,18 @@ from engines.common.jvm_driver import (
 )
 from engines.flink.job_config import REJECT_COLUMNS, JobConfig, JobPaths, late_topic
 from engines.flink.metrics import FlinkRest, RestError, RestSampler
+from engines.flink.outputs import (
+    LATE_COLUMNS,
+    late_table,
+    read_transactional_output,
+    scan_not_json,
+)
 from sdsbench import contract
 from sdsbench.config import section_keys
 from sdsbench.engine_session import EngineSession
 from sdsbench.experiments import pipeline_params
 from sdsbench.measurement.lag import KafkaGroupCommitted
 from sdsbench.measurement.output_reader import (
-    RESULT_COLUMNS,
     read_json_topic,
     read_output_topic,
     write_results,
@@ -127,14 +124,6 @@ log = logging.getLogger("sdsbench.flink")
 FLINK_PYTHON = venv_python("flink")
 FLINK_JARS_DIR = jars_dir("flink")
 PARAM_KEYS = section_keys("flink")  # the keys of the config's flink: section
-# Same columns and vocabulary as A3's metrics/late.csv (policy drop | update).
-LATE_COLUMNS = (
-    "campaign_id", "window_start_ms", "views_dropped", "clicks_dropped", "purchases_dropped",
-    "views_accepted", "clicks_accepted", "purchases_accepted", "policy", "allowed_ms",
-)
-EVENT_TYPE_COLUMNS = {"view": "views", "click": "clicks", "purchase": "purchases"}
-
-
 def flink_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """The run's ``flink:`` settings (config section + run overrides), all keys present."""
     return pipeline_params(config, spec, required=PARAM_KEYS)
@@ -234,125 +223,6 @@ def jvm_args(heap_mb: int) -> str:
     """JVM options of PyFlink's gateway JVM (the whole engine in local mode)."""
     return (f"-Xmx{heap_mb}m -Xms{min(heap_mb, 256)}m -XX:+UseG1GC "
             "-XX:+ExitOnOutOfMemoryError")
-
-
-def read_transactional_output(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Any:
-    """The output topic as ``read_output_topic`` returns it (same columns, contract check),
-    for exactly-once runs. Transactions end with a commit marker that occupies an offset no
-    consumer receives, so "the last record's offset + 1 = end offset" never holds; the
-    consumer's position (which moves past markers) is compared with the end instead."""
-    import pandas as pd
-    from confluent_kafka import Consumer, TopicPartition
-
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "enable.auto.commit": False,
-                         "group.id": f"sdsbench-flink-eo-reader-{time.time_ns()}",
-                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
-    rows = []
-    try:
-        meta = consumer.list_topics(topic, timeout=10)
-        if topic not in meta.topics or meta.topics[topic].error is not None:
-            raise RuntimeError(f"output topic {topic} does not exist")
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in meta.topics[topic].partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
-        deadline = time.monotonic() + timeout_s
-        while True:
-            positions = consumer.position([TopicPartition(topic, p) for p in ends])
-            if all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0
-                   for tp in positions):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: not at the end offsets {ends}")
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error() or msg.offset() >= ends[msg.partition()]:
-                continue
-            record = contract.parse_output_record(msg.value())
-            record.update(append_time_ms=msg.timestamp()[1], partition=msg.partition(),
-                          offset=msg.offset())
-            rows.append(record)
-    finally:
-        consumer.close()
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
-
-
-def first_json_value(raw: bytes | None) -> Any:
-    """The first JSON value of ``raw`` as Flink's JSON format reads it (Jackson: trailing
-    content ignored, no NaN/Infinity); raises ValueError when there is none."""
-    if raw is None:
-        raise ValueError("null record")
-
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    decoder = json.JSONDecoder(parse_constant=no_constants)
-    return decoder.raw_decode(raw.decode("utf-8").lstrip())[0]
-
-
-def scan_not_json(bootstrap: str, topic: str, end_offsets: dict[int, int]) -> list[dict[str, Any]]:
-    """Dead-letter rows for the records of ``topic`` (up to ``end_offsets``) that are not
-    a JSON object: what Flink's JSON format skipped. Reads the whole topic once."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "enable.auto.commit": False,
-                         "group.id": f"sdsbench-flink-scan-{time.time_ns()}",
-                         "fetch.max.bytes": 16 * 2**20})
-    rows: list[dict[str, Any]] = []
-    try:
-        for partition, end in sorted(end_offsets.items()):
-            if end <= 0:
-                continue
-            consumer.assign([TopicPartition(topic, partition, 0)])
-            position = 0
-            while position < end:
-                messages = consumer.consume(10_000, timeout=10)
-                if not messages:
-                    raise RuntimeError(f"scan of {topic}[{partition}] stopped at {position} "
-                                       f"of {end}")
-                for msg in messages:
-                    if msg.error() or msg.offset() >= end:
-                        continue
-                    position = msg.offset() + 1
-                    try:
-                        ok = isinstance(first_json_value(msg.value()), dict)
-                    except (ValueError, UnicodeDecodeError):
-                        ok = False
-                    if not ok:
-                        value = msg.value()
-                        rows.append({"reason": "not_json", "count": 1, "partition": partition,
-                                     "offset": msg.offset(), "kafka_time_ms": msg.timestamp()[1],
-                                     "raw": None if value is None
-                                     else value.decode("utf-8", "replace")})
-    finally:
-        consumer.close()
-    return rows
-
-
-def late_table(records: list[dict[str, Any]], catalog: contract.AdCatalog,
-               allowed_ms: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Late-event records -> (metrics/late.csv rows per campaign and window, reject rows
-    for late events of unknown ads)."""
-    counts: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    rejects = []
-    for rec in records:
-        campaign = catalog.campaign_of_ad.get(rec["ad_id"])
-        if campaign is None:
-            rejects.append({"reason": "unknown_ad", "count": 1, "partition": rec["partition"],
-                            "offset": rec["offset"], "kafka_time_ms": None,
-                            "raw": json.dumps(rec, sort_keys=True)})
-            continue
-        column = f"{EVENT_TYPE_COLUMNS[rec['event_type']]}_{rec['verdict']}"
-        counts[(campaign, int(rec["window_start_ms"]))][column] += 1
-    policy = "drop" if allowed_ms == 0 else "update"
-    rows = []
-    for (campaign, start), per_column in sorted(counts.items()):
-        row: dict[str, Any] = {"campaign_id": campaign, "window_start_ms": start,
-                               "policy": policy, "allowed_ms": allowed_ms}
-        for name in EVENT_TYPE_COLUMNS.values():
-            for verdict in ("dropped", "accepted"):
-                row[f"{name}_{verdict}"] = per_column.get(f"{name}_{verdict}", 0)
-        rows.append(row)
-    return rows, rejects
 
 
 def latest_checkpoint(job_dir: Path) -> Path | None:
