@@ -24,8 +24,9 @@ when that is not zero, ``collect`` re-reads the input topic and lists them
 reads the topic as text and dead-letters them itself.
 
 Engine sessions (``flink.session``, ``sdsbench.engine_session``). A session pays the
-gateway JVM's start and cold warm-up once and serves runs one at a time (``ctr_job`` session mode: a fresh mini-cluster per job, so
-the job's own settings apply; shared is the JVM: heap, JIT code, loaded classes). Each run
+gateway JVM's start and cold warm-up once and serves runs one at a time (``ctr_job``
+session mode: a fresh mini-cluster per job, so the job's own settings apply; shared is the
+JVM: heap, JIT code, loaded classes). Each run
 still runs its own warm-up before it reports ready; the first run of a session also runs
 ``session.warmup_events`` (its own topic). The key: heap, JVM options, jars, interpreter,
 idle timeout, session warm-up size. A remote ``jobmanager_address``, ``reuse: false``, a
