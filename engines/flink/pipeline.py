@@ -79,11 +79,8 @@ PyFlink gives no -Xmx (a quarter of RAM by default); the driver caps it with
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +94,7 @@ from engines.common.jvm_driver import (
     reached,
     venv_python,
 )
+from engines.flink.checkpoints import CheckpointTrigger, latest_checkpoint
 from engines.flink.job_config import REJECT_COLUMNS, JobConfig, JobPaths, late_topic
 from engines.flink.metrics import FlinkRest, RestError, RestSampler
 from engines.flink.outputs import (
@@ -105,6 +103,7 @@ from engines.flink.outputs import (
     read_transactional_output,
     scan_not_json,
 )
+from engines.flink.warmup_input import fill_warmup_topic
 from sdsbench import contract
 from sdsbench.config import section_keys
 from sdsbench.engine_session import EngineSession
@@ -187,97 +186,10 @@ def job_config(run_id: str, bootstrap: str, params: dict[str, Any], workload: di
     })
 
 
-def warmup_records(n: int, catalog: contract.AdCatalog, now_ms: int) -> Iterator[bytes]:
-    """``n`` valid synthetic events (compact JSON, like the generator's) with event times
-    spread over the 30 s before ``now_ms - 60 s``, so the warm-up fires windows too."""
-    users = [str(uuid.UUID(int=i + 1)) for i in range(100)]
-    span_ns = 30_000 * 1_000_000
-    start_ns = (now_ms - 90_000) * 1_000_000
-    for i in range(n):
-        yield json.dumps({
-            "user_id": users[i % 100], "page_id": users[(i * 7) % 100],
-            "ad_id": catalog.ad_ids[(i * 7919) % catalog.n_ads],
-            "ad_type": contract.AD_TYPES[i % len(contract.AD_TYPES)],
-            "event_type": contract.EVENT_TYPES[i % len(contract.EVENT_TYPES)],
-            "event_time_ns": start_ns + span_ns * i // max(n, 1),
-            "insertion_time_ms": now_ms,
-        }, separators=(",", ":")).encode()
-
-
-def fill_warmup_topic(bootstrap: str, topic: str, n: int, catalog: contract.AdCatalog) -> None:
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                         "queue.buffering.max.messages": 500_000})
-    for record in warmup_records(n, catalog, time.time_ns() // 1_000_000):
-        while True:
-            try:
-                producer.produce(topic, record)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    if producer.flush(60) != 0:
-        raise RuntimeError(f"could not write the warm-up events to {topic}")
-
-
 def jvm_args(heap_mb: int) -> str:
     """JVM options of PyFlink's gateway JVM (the whole engine in local mode)."""
     return (f"-Xmx{heap_mb}m -Xms{min(heap_mb, 256)}m -XX:+UseG1GC "
             "-XX:+ExitOnOutOfMemoryError")
-
-
-def latest_checkpoint(job_dir: Path) -> Path | None:
-    """The newest completed checkpoint (``chk-<n>`` with its ``_metadata``) of a job's
-    checkpoint directory, or None."""
-    done = [(int(p.name[4:]), p) for p in job_dir.glob("chk-*")
-            if p.name[4:].isdigit() and (p / "_metadata").exists()]
-    return max(done)[1] if done else None
-
-
-class CheckpointTrigger:
-    """Checkpoints on demand through the REST API, one at a time: ``request`` triggers one
-    unless one is in flight, and answers the state of the last (None before the first).
-    A job manager that refuses (a Flink without the endpoint) leaves the periodic
-    checkpoints to do the work: ``request`` then always answers None."""
-
-    MIN_GAP_S = 0.5  # between two triggers: a failed one is retried, not hammered
-
-    def __init__(self, rest: FlinkRest | None, job_id: str | None) -> None:
-        self.rest, self.job_id = rest, job_id
-        self.trigger_id: str | None = None
-        self.state: str | None = None
-        self.triggered = 0
-        self.disabled = rest is None
-        self._last = 0.0
-
-    def reset(self) -> None:
-        """Forget the last checkpoint: the next ``request`` triggers a new one."""
-        self.trigger_id = self.state = None
-
-    def request(self) -> str | None:
-        if self.disabled or self.job_id is None:
-            return None
-        try:
-            if self.trigger_id is not None and self.state == "IN_PROGRESS":
-                self.state = self.rest.checkpoint_trigger_status(self.job_id, self.trigger_id)
-                return self.state
-            if self.state == "COMPLETED" and self.trigger_id is not None:
-                # Completed but the caller still waits (e.g. the commit after it had not
-                # arrived yet, or it covered too little): another one after a short gap.
-                if time.monotonic() - self._last < 2 * self.MIN_GAP_S:
-                    return self.state
-            elif time.monotonic() - self._last < self.MIN_GAP_S:
-                return self.state
-            self.trigger_id = self.rest.trigger_checkpoint(self.job_id)
-            self.state = "IN_PROGRESS"
-            self.triggered += 1
-            self._last = time.monotonic()
-        except RestError as exc:
-            log.warning("cannot trigger checkpoints through the REST API (%s): waiting for "
-                        "the periodic ones", exc)
-            self.disabled = True
-            return None
-        return self.state
 
 
 @dataclass
