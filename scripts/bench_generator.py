@@ -44,11 +44,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from sdsbench.config import load_config  # noqa: E402
 from sdsbench.services.kafka import KafkaBroker, create_topic, delete_topics  # noqa: E402
-from sdsbench.workload.generator import (  # noqa: E402
-    EventSource,
-    GeneratorError,
-    launch_generators,
-)
+from sdsbench.workload.generator import EventSource  # noqa: E402
+from sdsbench.workload.launcher import GeneratorError, launch_generators  # noqa: E402
 from sdsbench.workload.sinks import librdkafka_config, producer_settings  # noqa: E402
 
 

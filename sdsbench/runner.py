@@ -108,7 +108,7 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
     from sdsbench.measurement.resources import ResourceSampler
     from sdsbench.provenance import collect_provenance
     from sdsbench.services.stack import ensure_services
-    from sdsbench.workload.generator import launch_generators
+    from sdsbench.workload.launcher import launch_generators
 
     # Absolute: the SUT and generator processes run in the repository, not in the
     # caller's working directory (snakemake -d <elsewhere>).

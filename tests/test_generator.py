@@ -16,14 +16,8 @@ import pytest
 from sdsbench import contract
 from sdsbench.config import ConfigError, load_config
 from sdsbench.workload.events import Batch
-from sdsbench.workload.generator import (
-    EventSource,
-    GeneratorError,
-    default_start_ns,
-    launch_generators,
-    process_seed,
-    run_open_loop,
-)
+from sdsbench.workload.generator import EventSource, default_start_ns, process_seed, run_open_loop
+from sdsbench.workload.launcher import GeneratorError, launch_generators
 from sdsbench.workload.truth import RATE_COLUMNS, TRUTH_COLUMNS
 
 TYPE_COLUMN = {"view": "views", "click": "clicks", "purchase": "purchases"}
@@ -244,7 +238,7 @@ def test_a_producer_dying_before_ready_is_reported(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from sdsbench.workload.generator import _wait_ready
+    from sdsbench.workload.launcher import _wait_ready
 
     def child(code: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

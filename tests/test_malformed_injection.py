@@ -14,13 +14,8 @@ import pytest
 from sdsbench import contract
 from sdsbench.config import ConfigError, load_config
 from sdsbench.workload.events import Batch
-from sdsbench.workload.generator import (
-    EventSource,
-    default_start_ns,
-    merge_outputs,
-    run_open_loop,
-    run_process,
-)
+from sdsbench.workload.generator import EventSource, default_start_ns, run_open_loop, run_process
+from sdsbench.workload.launcher import merge_outputs
 from sdsbench.workload.malformed import (
     MALFORMED_COLUMNS,
     MALFORMED_KINDS,

@@ -52,10 +52,10 @@ from sdsbench.workload.generator import (
     EventSource,
     default_start_ns,
     loop_summary,
-    merge_outputs,
     part_dir,
     run_open_loop,
 )
+from sdsbench.workload.launcher import merge_outputs
 
 log = logging.getLogger("sdsbench.a1")
 
