@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from collections import defaultdict
@@ -44,6 +43,7 @@ from engines.a3.watermark import (
 )
 from engines.common import pg_schema
 from sdsbench import contract
+from sdsbench.process_control import StopFlag
 
 PROGRESS_INTERVAL_S = 5.0
 _TYPE_INDEX = {"view": 0, "click": 1, "purchase": 2}
@@ -115,7 +115,7 @@ class A3Consumer:
         )
         self.idle_timeout_ms: int | None = settings.get("idle_timeout_ms")
         self.counters = Counters()
-        self.stopping = False
+        self.stop = StopFlag()  # main() installs it for SIGTERM / SIGINT
         self.states: dict[int, PartitionWatermark] = {}
         self.idle: dict[int, bool] = {}
 
@@ -257,7 +257,7 @@ class A3Consumer:
         next_progress = time.monotonic() + PROGRESS_INTERVAL_S
         print(f"[{label}] partitions {self.partitions} from offsets {offsets}", flush=True)
         try:
-            while not self.stopping:
+            while not self.stop.requested:
                 messages = consumer.consume(max_events, wait_s)
                 batch = self.read(messages)
                 idle_changed = self.update_idle()
@@ -292,12 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.job) as fh:
         worker = A3Consumer(json.load(fh), args.index)
-
-    def stop(signum: int, frame: Any) -> None:
-        worker.stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    worker.stop.install()
     return worker.run()
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from engines.a3 import sql as a3sql
 from engines.a3.watermark import END_OF_INPUT_MS
 from engines.common import pg_schema
 from sdsbench import contract
+from sdsbench.process_control import StopFlag
 
 PROGRESS_INTERVAL_S = 5.0
 FLUSH_TIMEOUT_S = 10.0
@@ -83,7 +83,7 @@ def result_record(row: tuple, result_time_ms: int) -> dict[str, Any]:
 class CtrEmitter:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = settings
-        self.stopping = False
+        self.stop = StopFlag()  # main() installs it for SIGTERM / SIGINT
         self.fired = 0
         self.updates = 0
         self.ticks = 0
@@ -226,7 +226,7 @@ class CtrEmitter:
             if fh.tell() == 0:
                 writer.writerow(watermark_columns(int(s["partitions"])))
             next_tick = time.monotonic()
-            while not self.stopping:
+            while not self.stop.requested:
                 current, partitions = self.tick(conn, producer)
                 writer.writerow(self.metrics_row(current, partitions))
                 fh.flush()
@@ -251,12 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.job) as fh:
         emitter = CtrEmitter(json.load(fh))
-
-    def stop(signum: int, frame: Any) -> None:
-        emitter.stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    emitter.stop.install()
     return emitter.run()
 
 
