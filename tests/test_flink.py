@@ -29,15 +29,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from engines.common.jvm_driver import engine_installed
 from engines.flink import ctr_job, ctr_sql, job_config
 from engines.flink.job_config import JobConfig
 from engines.flink.metrics import window_vertex_id
 from engines.flink.outputs import first_json_value, late_table
-from engines.flink.pipeline import FLINK_JARS_DIR, FLINK_PYTHON
 from sdsbench import contract
 from sdsbench.config import load_config
 
-FLINK_READY = FLINK_PYTHON.exists() and any(FLINK_JARS_DIR.glob("*connector-kafka*.jar"))
+FLINK_READY = engine_installed("flink", "connector-kafka")
 
 
 # ------------------------------------------------------------------ fast tests
@@ -481,20 +481,22 @@ def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
 def test_a_failed_run_leaves_the_session_serving(tmp_path: Path) -> None:
     import os
 
-    from engines.flink.pipeline import connector_jars, flink_python, jvm_args
+    from engines.common.jvm_driver import engine_jars, engine_python
+    from engines.flink.pipeline import jvm_args
     from sdsbench import engine_session as es
 
+    jars = engine_jars("flink", "connector-kafka")
     first = tmp_path / "first.json"
-    first.write_text(json.dumps(_job_dict(jars=connector_jars())))
+    first.write_text(json.dumps(_job_dict(jars=jars)))
     env = dict(os.environ, PYTHONPATH=str(es.REPO_ROOT), JVM_ARGS=jvm_args(512))
-    cmd = [str(flink_python()), "-m", "engines.flink.ctr_job", "--config", str(first)]
+    cmd = [str(engine_python("flink")), "-m", "engines.flink.ctr_job", "--config", str(first)]
     session = es.open_session("flink", {"idle_timeout_s": 60, "test": "failed runs"}, cmd,
                               env, es.sessions_root(None), 120)
     assert session is not None and not session.reused
     try:
         for n in range(2):
             bad = tmp_path / f"bad{n}.json"
-            bad.write_text(json.dumps(_job_dict(jars=connector_jars(), extra=1)))
+            bad.write_text(json.dumps(_job_dict(jars=jars, extra=1)))
             (tmp_path / f"bad{n}" / "flink").mkdir(parents=True)
             session.submit(f"bad{n}", bad, tmp_path / f"bad{n}")
             report = session.wait_done(f"bad{n}", 60)

@@ -17,12 +17,11 @@ from test_malformed_pipelines import (
     malformed_run_config,
 )
 
-from engines.flink.pipeline import FLINK_JARS_DIR, FLINK_PYTHON
-from engines.spark.pipeline import SPARK_JARS_DIR, SPARK_PYTHON
+from engines.common.jvm_driver import engine_installed
 from sdsbench.experiments import make_spec
 
-SPARK_READY = SPARK_PYTHON.exists() and any(SPARK_JARS_DIR.glob("spark-sql-kafka*.jar"))
-FLINK_READY = FLINK_PYTHON.exists() and any(FLINK_JARS_DIR.glob("*connector-kafka*.jar"))
+SPARK_READY = engine_installed("spark", "spark-sql-kafka")
+FLINK_READY = engine_installed("flink", "connector-kafka")
 RATE_EPS, DURATION_S = 2000, 12
 
 

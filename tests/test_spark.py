@@ -33,14 +33,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from engines.common.jvm_driver import engine_installed
 from engines.spark import late_audit
 from engines.spark.ctr_query import catalog_values_sql
 from engines.spark.job_config import JobConfig
-from engines.spark.pipeline import SPARK_JARS_DIR, SPARK_PYTHON, watermark_rows
+from engines.spark.pipeline import watermark_rows
 from sdsbench import contract
 from sdsbench.config import load_config
 
-SPARK_READY = SPARK_PYTHON.exists() and any(SPARK_JARS_DIR.glob("spark-sql-kafka*.jar"))
+SPARK_READY = engine_installed("spark", "spark-sql-kafka")
 
 
 # ------------------------------------------------------------------ fast tests

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdsbench.config import section_keys
 from sdsbench.engine_session import EngineSession, open_session, sessions_root
+from sdsbench.experiments import pipeline_params
 from sdsbench.measurement.lag import KafkaEndOffsets, LagSampler
 from sdsbench.process_control import end_process_group, kill_process_group, terminate_pid
 from sdsbench.rundir import write_json_atomic
@@ -75,6 +77,12 @@ def engine_jars(engine: str, connector: str) -> list[str]:
     return jars
 
 
+def engine_installed(engine: str, connector: str) -> bool:
+    """Are the engine's virtualenv and Kafka connector set up (``env/setup.sh <engine>``)?"""
+    return venv_python(engine).exists() and any(connector in p.name
+                                                for p in jars_dir(engine).glob("*.jar"))
+
+
 def reached(done: dict[int, int], target: dict[int, int]) -> bool:
     """True when every partition of ``target`` is at or past its offset in ``done``."""
     return all(done.get(p, 0) >= offset for p, offset in target.items())
@@ -101,11 +109,21 @@ class JvmJobDriver:
     """The PipelineDriver steps both JVM engines share (see module doc)."""
 
     owns_generator = False
-    engine = ""  # "spark" | "flink": ctx.extra key, session name, job module
+    engine = ""  # "spark" | "flink": config section, ctx.extra key, session name, job module
+    connector = ""  # a part of the name of the engine's Kafka connector jar
+
+    def params(self, ctx: Any) -> dict[str, Any]:
+        """The run's engine settings (config section + run overrides), every key of the
+        schema's section present."""
+        return pipeline_params(ctx.config, ctx.spec, required=section_keys(self.engine))
+
+    def python(self) -> Path:
+        return engine_python(self.engine)
+
+    def jars(self) -> list[str]:
+        return engine_jars(self.engine, self.connector)
 
     # ------------------------------------------------------- what each engine supplies
-    def python(self) -> Path:
-        raise NotImplementedError
 
     def job_env(self, run: Any) -> dict[str, str]:
         """Environment variables the engine's job process needs beyond the repo path."""

@@ -88,11 +88,8 @@ from typing import Any
 from engines.common.jvm_driver import (
     JvmJobDriver,
     JvmRun,
-    engine_jars,
     engine_python,
-    jars_dir,
     reached,
-    venv_python,
 )
 from engines.flink.checkpoints import CheckpointTrigger, latest_checkpoint
 from engines.flink.job_config import REJECT_COLUMNS, JobConfig, JobPaths, late_topic
@@ -107,7 +104,6 @@ from engines.flink.warmup_input import fill_warmup_topic
 from sdsbench import contract
 from sdsbench.config import section_keys
 from sdsbench.engine_session import EngineSession
-from sdsbench.experiments import pipeline_params
 from sdsbench.measurement.lag import KafkaGroupCommitted
 from sdsbench.measurement.output_reader import (
     read_json_topic,
@@ -120,22 +116,6 @@ from sdsbench.services.ports import free_port
 from sdsbench.topics import create_run_topics
 
 log = logging.getLogger("sdsbench.flink")
-
-FLINK_PYTHON = venv_python("flink")
-FLINK_JARS_DIR = jars_dir("flink")
-PARAM_KEYS = section_keys("flink")  # the keys of the config's flink: section
-def flink_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    """The run's ``flink:`` settings (config section + run overrides), all keys present."""
-    return pipeline_params(config, spec, required=PARAM_KEYS)
-
-
-def flink_python() -> Path:
-    return engine_python("flink")
-
-
-def connector_jars() -> list[str]:
-    return engine_jars("flink", "connector-kafka")
-
 
 def group_id(run_id: str) -> str:
     return f"sdsbench-flink-{run_id}"
@@ -154,7 +134,7 @@ def session_settings(params: dict[str, Any], jars: list[str] | tuple[str, ...]) 
     (parallelism, checkpointing, state backend, REST port, flink_options) is set per job
     on the job's own mini-cluster."""
     return {"heap_mb": int(params["heap_mb"]), "jvm_args": jvm_args(int(params["heap_mb"])),
-            "python": str(flink_python()), "jars": sorted(str(j) for j in jars)}
+            "python": str(engine_python("flink")), "jars": sorted(str(j) for j in jars)}
 
 
 def use_session(params: dict[str, Any]) -> bool:
@@ -206,9 +186,7 @@ class Pipeline(JvmJobDriver):
     """Kafka -> Flink SQL -> Kafka (A4f)."""
 
     engine = "flink"
-
-    def python(self) -> Path:
-        return flink_python()
+    connector = "connector-kafka"
 
     def job_env(self, run: FlinkRun) -> dict[str, str]:
         run.paths.log_dir.mkdir(parents=True, exist_ok=True)
@@ -256,11 +234,11 @@ class Pipeline(JvmJobDriver):
         return [run.job.late_topic, run.job.warmup_topic, run.job.session_warmup_topic]
 
     def prepare(self, ctx: Any) -> None:
-        params = flink_params(ctx.config, ctx.spec)
+        params = self.params(ctx)
         paths = JobPaths(ctx.run_dir)
         paths.flink_dir.mkdir(parents=True, exist_ok=True)
         job = job_config(ctx.run_id, ctx.services.kafka_bootstrap, params,
-                         ctx.config["workload"], connector_jars(), free_port(), paths)
+                         ctx.config["workload"], self.jars(), free_port(), paths)
         write_json_atomic(paths.job_config, job.to_dict())
         ctx.extra["flink"] = FlinkRun(params, paths, job)
         partitions = int(ctx.config["services"]["kafka"]["partitions"])
@@ -440,7 +418,7 @@ class Pipeline(JvmJobDriver):
         write_csv_atomic(ctx.run_dir / "metrics" / "late.csv", LATE_COLUMNS, late_rows)
         summary: dict[str, Any] = {
             "pipeline": "flink",
-            "settings": {k: run.params[k] for k in PARAM_KEYS},
+            "settings": {k: run.params[k] for k in section_keys("flink")},
             "flink_version": run.ready.get("flink_version"),
             "flink_settings": run.ready.get("settings"),
             "connector_jars": [Path(j).name for j in run.job.jars],

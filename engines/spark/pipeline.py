@@ -47,17 +47,12 @@ from typing import Any
 from engines.common.jvm_driver import (
     JvmJobDriver,
     JvmRun,
-    engine_jars,
-    engine_python,
-    jars_dir,
     reached,
-    venv_python,
 )
 from engines.spark.job_config import JobConfig, JobPaths, session_settings
 from engines.spark.late_audit import audit_late_events, spark_reported_drops
 from sdsbench import contract
 from sdsbench.config import section_keys
-from sdsbench.experiments import pipeline_params
 from sdsbench.measurement.output_reader import read_json_topic, read_output_topic, write_results
 from sdsbench.rundir import write_csv_atomic, write_json_atomic, write_rejects
 from sdsbench.services.kafka import end_offsets
@@ -65,25 +60,9 @@ from sdsbench.topics import create_run_topics
 
 log = logging.getLogger("sdsbench.spark")
 
-SPARK_PYTHON = venv_python("spark")
-SPARK_JARS_DIR = jars_dir("spark")
-PARAM_KEYS = section_keys("spark")  # the keys of the config's spark: section
 DEAD_LETTER_COLUMNS = ("reason", "partition", "offset", "kafka_time_ms", "raw")
 WATERMARK_COLUMNS = ("time_ms", "watermark_ms", "batch_id")
 SET_ASIDE_TIMEOUT_S = 900.0  # longest wait for the job's set-aside of rejected records
-
-
-def spark_params(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    """The run's ``spark:`` settings (config section + run overrides), all keys present."""
-    return pipeline_params(config, spec, required=PARAM_KEYS)
-
-
-def spark_python() -> Path:
-    return engine_python("spark")
-
-
-def connector_jars() -> list[str]:
-    return engine_jars("spark", "spark-sql-kafka")
 
 
 def job_config(
@@ -157,12 +136,10 @@ class Pipeline(JvmJobDriver):
     """Kafka -> Spark Structured Streaming -> Kafka (A4s)."""
 
     engine = "spark"
-
-    def python(self) -> Path:
-        return spark_python()
+    connector = "spark-sql-kafka"
 
     def job_env(self, run: SparkRun) -> dict[str, str]:
-        return {"PYSPARK_PYTHON": str(spark_python()),
+        return {"PYSPARK_PYTHON": str(self.python()),
                 "SPARK_LOCAL_IP": "127.0.0.1"}  # bind the driver to loopback only
 
     def jvm_settings(self, run: SparkRun) -> dict[str, Any]:
@@ -175,10 +152,10 @@ class Pipeline(JvmJobDriver):
         return [run.paths.scratch]
 
     def prepare(self, ctx: Any) -> None:
-        params = spark_params(ctx.config, ctx.spec)
+        params = self.params(ctx)
         paths = JobPaths(ctx.run_dir)
         job = job_config(ctx.run_id, ctx.services.kafka_bootstrap, params,
-                         ctx.config["workload"], connector_jars())
+                         ctx.config["workload"], self.jars())
         paths.spark_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(paths.job_config, job.to_dict())
         ctx.extra["spark"] = SparkRun(params, paths, job)
@@ -287,7 +264,7 @@ class Pipeline(JvmJobDriver):
                          watermark_rows(run.paths.progress_csv))
         summary: dict[str, Any] = {
             "pipeline": "spark",
-            "settings": {k: run.params[k] for k in PARAM_KEYS},
+            "settings": {k: run.params[k] for k in section_keys("spark")},
             **run.drain,
             "comparable_windows": "window_end_ms <= final_watermark_ms",
             "output_records": len(results),
