@@ -1,12 +1,30 @@
-"""Checks of an engine job's config (``JobConfig.from_dict`` of Spark and Flink): each
-error names the engine and the bad key. Standard library only (the engine venvs run it)."""
+"""What the JVM engines' job configs share: the fields every job has (``JvmJobConfig``)
+and the checks of ``JobConfig.from_dict`` (each error names the engine and the bad key).
+Standard library only (the engine venvs run it)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class JvmJobConfig:
+    """The fields of every JVM engine job (the engine's JobConfig adds its own)."""
+
+    run_id: str
+    bootstrap: str
+    input_topic: str
+    output_topic: str
+    dead_letter_topic: str
+    campaigns: int
+    ads_per_campaign: int
+    jars: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"jars": list(self.jars)}
 
 
 def check_keys(engine: str, cls: type, data: dict[str, Any],

@@ -5,11 +5,17 @@ Standard library only."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engines.common.job_checks import check_choice, check_ints, check_jars, check_keys
+from engines.common.job_checks import (
+    JvmJobConfig,
+    check_choice,
+    check_ints,
+    check_jars,
+    check_keys,
+)
 from sdsbench.engine_session import JobFiles
 
 PIPELINE_NAME = "flink"
@@ -40,19 +46,11 @@ def late_topic(run_id: str) -> str:
 
 # ------------------------------------------------------------------ configuration
 @dataclass(frozen=True)
-class JobConfig:
+class JobConfig(JvmJobConfig):
     """Everything the job needs; ``engines.flink.pipeline.job_config`` builds it."""
 
-    run_id: str
-    bootstrap: str
-    input_topic: str
-    output_topic: str
-    dead_letter_topic: str
     late_topic: str
     group_id: str  # consumer group of the JSON source (offsets committed on checkpoints)
-    campaigns: int
-    ads_per_campaign: int
-    jars: tuple[str, ...]
     parallelism: int
     watermark_delay_ms: int
     idle_timeout_ms: int | None
@@ -90,8 +88,6 @@ class JobConfig:
         options = {str(k): str(v) for k, v in (data.get("flink_options") or {}).items()}
         return cls(**{**data, "jars": tuple(data["jars"]), "flink_options": options})
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {"jars": list(self.jars)}
 
     @property
     def rest_url(self) -> str:

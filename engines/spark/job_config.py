@@ -4,11 +4,17 @@ Standard library only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.common.job_checks import check_choice, check_ints, check_jars, check_keys
+from engines.common.job_checks import (
+    JvmJobConfig,
+    check_choice,
+    check_ints,
+    check_jars,
+    check_keys,
+)
 from sdsbench.engine_session import JobFiles
 
 PIPELINE_NAME = "spark"
@@ -22,17 +28,9 @@ WARMUP_TIMEOUT_S = 120.0  # longest wait for a warm-up query, or the first batch
 
 # ------------------------------------------------------------------ configuration
 @dataclass(frozen=True)
-class JobConfig:
+class JobConfig(JvmJobConfig):
     """Everything the job needs; ``engines.spark.pipeline.job_config`` builds it."""
 
-    run_id: str
-    bootstrap: str
-    input_topic: str
-    output_topic: str
-    dead_letter_topic: str
-    campaigns: int
-    ads_per_campaign: int
-    jars: tuple[str, ...]
     master: str
     driver_memory: str
     trigger_ms: int
@@ -62,8 +60,6 @@ class JobConfig:
         check_jars("spark", data["jars"])
         return cls(**{**data, "jars": tuple(data["jars"])})
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {"jars": list(self.jars)}
 
 
 @dataclass(frozen=True)
