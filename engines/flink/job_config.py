@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engines.common.job_checks import (
+from engines.common.jvm_job_config import (
     JvmJobConfig,
     check_choice,
     check_ints,
