@@ -293,10 +293,10 @@ def test_killed_consumer_resumes_without_loss_or_double_count(
 
             _produce(services.kafka_bootstrap, topic, batch(w0 + 1_000, w0 + 5_000))
             assert _wait_for(lambda: stored() == 402, 20)
-            victim = st.consumers[0]
+            victim = st.group.consumers[0]
             os.kill(victim.pid, signal.SIGKILL)
             _produce(services.kafka_bootstrap, topic, batch(w0 + 6_000, w0 + 10_500))
-            assert _wait_for(lambda: st.restarts, 10)
+            assert _wait_for(lambda: st.group.restarts, 10)
             assert _wait_for(lambda: stored() == 804, 20)
             assert _wait_for(
                 lambda: conn.execute("SELECT WATERMARK_NOW_MS()").fetchone()[0] == w0 + 10_500,
@@ -307,7 +307,7 @@ def test_killed_consumer_resumes_without_loss_or_double_count(
     finally:
         pipeline.stop(ctx)
 
-    assert st.restarts[0]["pid"] == victim.pid and st.restarts[0]["restarted"]
+    assert st.group.restarts[0]["pid"] == victim.pid and st.group.restarts[0]["restarted"]
     results = pd.read_csv(tmp_path / "results.csv")
     assert not results.duplicated(["campaign_id", "window_start_ms"]).any()
     assert (results["window_start_ms"] == w0).all()
