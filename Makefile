@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY_MAIN := .venv/main/bin/python
 STATE_DIR ?= .run/services
 
-.PHONY: setup services-up services-down services-status test
+.PHONY: setup services-up services-down services-status test test-fast
 
 setup:
 	bash env/setup.sh
@@ -19,6 +19,11 @@ services-status:
 
 test:
 	bash env/setup.sh && $(PY_MAIN) -m pytest -q tests
+
+# The tests that start no server and no JVM (unit tests, analysis, workflow dry runs,
+# figures and paper from fabricated runs); only the main virtualenv is set up.
+test-fast:
+	bash env/setup.sh main && $(PY_MAIN) -m pytest -q -m "not services and not jvm" tests
 
 # ---------------------------------------------------------------- the workflow (Snakemake)
 # `make quick` is the README's main command: set-up, then every run, summary, figure,

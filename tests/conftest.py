@@ -23,6 +23,18 @@ import pytest
 
 from sdsbench.services.stack import Services, start_services, stop_services
 
+# ---------------------------------------------------------------- tiers
+SERVICE_FIXTURES = {"services", "pg_dsn", "kafka_bootstrap"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the real servers (directly or through a fixture) with
+    ``services``: ``make test-fast`` leaves them and the ``jvm`` tests out."""
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
 # ---------------------------------------------------------------- services
 
 

@@ -263,6 +263,7 @@ def test_broker_restart_mid_run_loses_nothing(services, tmp_path, monkeypatch):
     _assert_survived(row, record)
 
 
+@pytest.mark.jvm
 @pytest.mark.skipif(not _venv_ready("spark"), reason="run `bash env/setup.sh spark`")
 def test_spark_driver_killed_resumes_from_its_checkpoint(services, tmp_path, monkeypatch):
     row, record = _fault_run(services, tmp_path, monkeypatch, "spark",
@@ -273,6 +274,7 @@ def test_spark_driver_killed_resumes_from_its_checkpoint(services, tmp_path, mon
     _assert_survived(row, record)  # at-least-once sink: duplicates measured, not asserted
 
 
+@pytest.mark.jvm
 @pytest.mark.skipif(not _venv_ready("flink"), reason="run `bash env/setup.sh flink`")
 def test_flink_exactly_once_job_killed_resumes_from_its_checkpoint(
     services, tmp_path, monkeypatch

@@ -287,6 +287,7 @@ def _assert_windows_match_truth(out: Path, final_wm: int) -> None:
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.jvm
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars: "
                     "run `bash env/setup.sh flink`")
 def test_flink_run_matches_truth_minus_late_events(services: Any, tmp_path: Path) -> None:
@@ -388,6 +389,7 @@ def _ready(out: Path) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.jvm
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
 def test_two_runs_share_one_session_with_their_own_job_settings(
     services: Any, tmp_path: Path
@@ -439,6 +441,7 @@ def test_two_runs_share_one_session_with_their_own_job_settings(
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.jvm
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
 def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
     services: Any, tmp_path: Path
@@ -477,6 +480,7 @@ def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.jvm
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
 def test_a_failed_run_leaves_the_session_serving(tmp_path: Path) -> None:
     import os

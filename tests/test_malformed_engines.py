@@ -39,6 +39,7 @@ def _run(services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipelin
 
 
 @pytest.mark.timeout(360)
+@pytest.mark.jvm
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars")
 def test_spark_sets_aside_injected_records_and_matches_truth(
     services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -48,6 +49,7 @@ def test_spark_sets_aside_injected_records_and_matches_truth(
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.jvm
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
 def test_flink_sets_aside_injected_records_and_matches_truth(
     services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

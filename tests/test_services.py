@@ -27,6 +27,8 @@ from sdsbench.services.stack import (
     stop_services,
 )
 
+pytestmark = pytest.mark.services  # every test here starts or stops real servers
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -270,6 +270,7 @@ def _services_config(services: Any, **more: Any) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(360)
+@pytest.mark.jvm
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
                     "run `bash env/setup.sh spark`")
 def test_spark_run_matches_truth_minus_watermark_drops(
@@ -379,6 +380,7 @@ def _run(config: dict[str, Any], tmp_path: Path, name: str,
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.jvm
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
                     "run `bash env/setup.sh spark`")
 def test_two_runs_share_one_session_and_both_match_truth(
@@ -440,6 +442,7 @@ def test_two_runs_share_one_session_and_both_match_truth(
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.jvm
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
                     "run `bash env/setup.sh spark`")
 def test_kill_fault_takes_the_session_down_and_the_next_run_starts_a_new_one(
