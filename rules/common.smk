@@ -11,7 +11,7 @@ from pathlib import Path
 from sdsbench import experiments
 from sdsbench.plots.common import figure_inputs
 from sdsbench.services import stack as services_stack
-from sdsbench import code_deps, engine_session
+from sdsbench import code_deps, engine_session, paths
 
 PROFILE = config["profile"]
 RAW = f"data/{PROFILE}/raw"
@@ -42,7 +42,7 @@ if workflow.config_settings.config:
     _overrides = shlex.quote(json.dumps(dict(workflow.config_settings.config)))
     CONFIG_ARGS = f"{CONFIG_ARGS} --overrides {_overrides}"
 
-SERVICES_STATE_DIR = experiments.services_state_dir()
+SERVICES_STATE_DIR = paths.services_state_dir()
 _services = services_stack.load_services(SERVICES_STATE_DIR)
 SERVICES_WERE_UP = _services is not None and all(
     v == "ok" for v in services_stack.check_services(_services, timeout=3).values()

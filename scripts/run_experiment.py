@@ -19,11 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sdsbench import runner  # noqa: E402
 from sdsbench.config import load_config  # noqa: E402
-from sdsbench.experiments import (  # noqa: E402
-    expand_runs,
-    resolve_threshold_rate,
-    services_state_dir,
-)
+from sdsbench.experiments import expand_runs, resolve_threshold_rate  # noqa: E402
+from sdsbench.paths import services_state_dir  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
 
     config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
-    # The runner starts or reuses the services in this directory.
-    runner.SERVICES_STATE_DIR = services_state_dir()
     runs = expand_runs(config)
     if args.run_id not in runs:
         parser.error(f"run id {args.run_id!r} is not in this profile's matrix")
@@ -51,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"run {args.run_id} runs at a multiple of t_h: give --search-result")
         spec = resolve_threshold_rate(spec, json.loads(Path(args.search_result).read_text()))
     logging.info("run %s: %s", args.run_id, json.dumps(spec, sort_keys=True))
-    runner.execute_run(config, spec, args.out)
+    # The runner starts the services in this directory, or reuses those running there.
+    runner.execute_run(config, spec, args.out, services_state_dir())
     logging.info("run %s complete: %s", args.run_id, args.out)
     return 0
 

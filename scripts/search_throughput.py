@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sdsbench import runner  # noqa: E402
 from sdsbench.config import load_config  # noqa: E402
-from sdsbench.experiments import searches, services_state_dir  # noqa: E402
+from sdsbench.experiments import searches  # noqa: E402
+from sdsbench.paths import services_state_dir  # noqa: E402
 from sdsbench.rundir import write_json_atomic  # noqa: E402
 from sdsbench.search import run_search  # noqa: E402
 
@@ -38,13 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
-    # The runner starts or reuses the services in this directory.
-    runner.SERVICES_STATE_DIR = services_state_dir()
     known = searches(config)
     if args.search_id not in known:
         parser.error(f"search {args.search_id!r} is not in this profile ({sorted(known)})")
     s = known[args.search_id]
-    result = run_search(config, s["pipeline"], s["process"], args.trials, args.repetition)
+    result = run_search(config, s["pipeline"], s["process"], args.trials, args.repetition,
+                        services_dir=services_state_dir())
     write_json_atomic(args.out, result)
     logging.info("t_h of %s, repetition %d: %s (%s)", args.search_id, args.repetition,
                  result["t_h_eps"], result["stop_reason"])

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 from sdsbench.config import deep_merge
@@ -367,16 +365,3 @@ def search_settings(config: dict[str, Any], pipeline: str, process: str) -> dict
     search = {k: v for k, v in config["search"].items() if k != "repetitions"}
     return {"search": search, "process": process,
             "warmup_s": config["experiments"]["warmup_s"], **run_settings(config, spec)}
-
-
-SERVICES_DIR_ENV = "SDSBENCH_SERVICES_DIR"
-
-
-def services_state_dir() -> Path:
-    """Where the services of engine runs keep their state: ``$SDSBENCH_SERVICES_DIR`` when
-    set (e.g. a second checkout or a test beside a running stack), else the runner's
-    default (``.run/services``)."""
-    from sdsbench.runner import SERVICES_STATE_DIR
-
-    value = os.environ.get(SERVICES_DIR_ENV)
-    return Path(value).resolve() if value else SERVICES_STATE_DIR

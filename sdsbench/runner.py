@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -28,10 +27,6 @@ from sdsbench.rundir import atomic_run_dir, write_json_atomic
 
 log = logging.getLogger("sdsbench.runner")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Where the shared service stack records itself; SDSBENCH_SERVICES_DIR lets two
-# checkouts (or a test session) keep separate stacks.
-SERVICES_STATE_DIR = Path(os.environ.get("SDSBENCH_SERVICES_DIR", REPO_ROOT / ".run" / "services"))
 PIPELINES = ("a1", "a2", "a3", "spark", "flink")
 
 
@@ -103,8 +98,11 @@ def load_pipeline(name: str) -> PipelineDriver:
     return module.Pipeline()
 
 
-def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Path) -> Path:
-    """Run ``spec`` and leave its complete results in ``out_dir`` (or nothing there)."""
+def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Path,
+                services_dir: str | Path) -> Path:
+    """Run ``spec`` and leave its complete results in ``out_dir`` (or nothing there). The
+    services (started, or reused when running) keep their state in ``services_dir``
+    (``sdsbench.paths.services_state_dir()`` by default in the scripts)."""
     from sdsbench.measurement.resources import ResourceSampler
     from sdsbench.provenance import collect_provenance
     from sdsbench.services.stack import ensure_services
@@ -115,7 +113,7 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
     out_dir = Path(out_dir).resolve()
     pipeline = load_pipeline(spec["pipeline"])
     with atomic_run_dir(out_dir) as run_dir:
-        services = ensure_services(config["services"], SERVICES_STATE_DIR)
+        services = ensure_services(config["services"], Path(services_dir))
         ctx = RunContext(spec["run_id"], spec, config, services, run_dir)
         started = time.time()
         # PostgreSQL and the broker are sampled too: for A1/A2 most CPU is spent there.

@@ -20,6 +20,7 @@ from sdsbench.analysis.staircase import analyse_staircase
 from sdsbench.analysis.summarize import summarize_run
 from sdsbench.analysis.throughput_search import SearchSettings, search_repetition
 from sdsbench.experiments import make_spec, run_settings, search_id
+from sdsbench.paths import services_state_dir
 from sdsbench.rundir import is_complete
 from sdsbench.runner import execute_run
 
@@ -42,11 +43,16 @@ def run_search(
     trials_dir: str | Path,
     repetition: int = 1,
     execute: Callable[[dict[str, Any], dict[str, Any], Path], Path] | None = None,
+    services_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Repetition ``repetition`` of the t_h search of ``pipeline`` under ``process``, with
-    real runs in ``trials_dir``."""
+    real runs in ``trials_dir`` (their services in ``services_dir``, default
+    ``sdsbench.paths.services_state_dir()``); ``execute`` replaces the runner (tests)."""
     if execute is None:
-        execute = execute_run
+        run_services = Path(services_dir) if services_dir else services_state_dir()
+
+        def execute(config: dict[str, Any], spec: dict[str, Any], out: Path) -> Path:
+            return execute_run(config, spec, out, run_services)
     trials_dir = Path(trials_dir)
     trials_dir.mkdir(parents=True, exist_ok=True)
     search = config["search"]

@@ -98,6 +98,16 @@ def services(services_state_dir: Path) -> Iterator[Services]:
         stop_services(services_state_dir)
 
 
+@pytest.fixture
+def run_services_dir(tmp_path: Path) -> Path:
+    """A private services state directory for a real run (``runner.execute_run``): the run
+    records and looks up its services and engine sessions there, never in the checkout's
+    ``.run/services``."""
+    path = tmp_path / "services-state"
+    path.mkdir()
+    return path
+
+
 @pytest.fixture(scope="session")
 def pg_dsn(services: Services) -> str:
     """DSN of the session's PostgreSQL database ``sdsbench``."""

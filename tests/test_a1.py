@@ -28,7 +28,6 @@ KEY = ["campaign_id", "window_start_ms"]
 @pytest.fixture
 def run_env(services, monkeypatch, tmp_path):
     """Runs use the session's services (as external endpoints) and a private state dir."""
-    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services-state")
     if importlib.util.find_spec("sdsbench.provenance") is None:
         # Until sdsbench.provenance lands: the runner only needs it for provenance.json.
         stub = types.ModuleType("sdsbench.provenance")
@@ -156,11 +155,11 @@ def test_copy_and_insert_store_the_same_rows(pg_dsn, tmp_path):
 
 
 # ------------------------------------------------------------ a real A1 run
-def test_a1_run_counts_match_truth_and_queries_are_recorded(run_env, tmp_path):
+def test_a1_run_counts_match_truth_and_queries_are_recorded(run_services_dir, run_env, tmp_path):
     config = _config(run_env)
     spec = make_spec(config, "a1", "constant", 2000, duration_s=12,
                      run_id=f"a1-test-{time.time_ns()}")
-    out = runner.execute_run(config, spec, tmp_path / "run")
+    out = runner.execute_run(config, spec, tmp_path / "run", run_services_dir)
 
     truth = pd.read_csv(out / "generator" / "truth.csv")
     rate = pd.read_csv(out / "generator" / "rate.csv")

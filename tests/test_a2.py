@@ -31,7 +31,6 @@ KEY = ["campaign_id", "window_start_ms"]
 @pytest.fixture
 def run_env(services, monkeypatch, tmp_path):
     """Runs use the session's services (as external endpoints) and a private state dir."""
-    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services-state")
     if importlib.util.find_spec("sdsbench.provenance") is None:
         # Until sdsbench.provenance lands: the runner only needs it for provenance.json.
         stub = types.ModuleType("sdsbench.provenance")
@@ -203,7 +202,7 @@ def _check_run(out, services) -> tuple[pd.DataFrame, dict]:
     return truth, a2
 
 
-def test_a2_run_matches_truth_and_counts_dead_letters(run_env, tmp_path):
+def test_a2_run_matches_truth_and_counts_dead_letters(run_services_dir, run_env, tmp_path):
     """Malformed records injected into the input topic mid-run are counted per reason
     and set aside; the run goes on and every valid event is counted exactly once."""
     from confluent_kafka import Producer
@@ -227,7 +226,7 @@ def test_a2_run_matches_truth_and_counts_dead_letters(run_env, tmp_path):
 
     injector = threading.Thread(target=inject, daemon=True)
     injector.start()
-    out = runner.execute_run(config, spec, tmp_path / "run")
+    out = runner.execute_run(config, spec, tmp_path / "run", run_services_dir)
     injector.join(timeout=5)
     assert injected.is_set()
     _, a2 = _check_run(out, run_env)
@@ -236,7 +235,9 @@ def test_a2_run_matches_truth_and_counts_dead_letters(run_env, tmp_path):
     assert a2["rejected"] == rejects
 
 
-def test_a2_consumer_killed_mid_run_loses_and_duplicates_nothing(run_env, tmp_path):
+def test_a2_consumer_killed_mid_run_loses_and_duplicates_nothing(
+    run_services_dir, run_env, tmp_path
+):
     """SIGKILL one consumer while events flow; the supervisor restarts it, the group
     rebalances, and the stored events still equal the truth exactly."""
     config = _config(run_env)
@@ -255,7 +256,7 @@ def test_a2_consumer_killed_mid_run_loses_and_duplicates_nothing(run_env, tmp_pa
 
     killer = threading.Thread(target=kill_one, daemon=True)
     killer.start()
-    out = runner.execute_run(config, spec, tmp_path / "run")
+    out = runner.execute_run(config, spec, tmp_path / "run", run_services_dir)
     killer.join(timeout=5)
     assert killed, "no consumer was killed"
     _, a2 = _check_run(out, run_env)

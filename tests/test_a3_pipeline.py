@@ -318,11 +318,11 @@ def test_killed_consumer_resumes_without_loss_or_double_count(
 
 # ------------------------------------------------------------------- whole runs
 def _execute(
-    services: Any, tmp_path: Path, monkeypatch: Any, name: str, params: dict[str, Any]
+    run_services_dir: Path, services: Any, tmp_path: Path, monkeypatch: Any, name: str,
+    params: dict[str, Any],
 ) -> tuple[Path, dict[str, Any]]:
     import sdsbench.runner as runner
 
-    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
     # 20 % of events delayed up to 2 s, watermark bound 300 ms: some arrive after their
     # window fired.
     config = _config(
@@ -333,7 +333,7 @@ def _execute(
     spec = make_spec(
         config, "a3", "spp", 2000, params=params, run_id=_run_id(name), duration_s=12
     )
-    out = runner.execute_run(config, spec, tmp_path / "run")
+    out = runner.execute_run(config, spec, tmp_path / "run", run_services_dir)
     return out, spec
 
 
@@ -359,9 +359,9 @@ def _assert_watermark_monotonic(out: Path) -> None:
 
 
 def test_run_with_policy_drop_matches_truth_minus_dropped_late_events(
-    services: Any, tmp_path: Path, monkeypatch: Any
+    run_services_dir, services: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    out, _ = _execute(services, tmp_path, monkeypatch, "drop", {})
+    out, _ = _execute(run_services_dir, services, tmp_path, monkeypatch, "drop", {})
     results = pd.read_csv(out / "results.csv")
     for raw in results[list(contract.OUTPUT_FIELDS)].to_dict("records"):
         contract.parse_output_record(json.dumps(raw))
@@ -397,9 +397,10 @@ def test_run_with_policy_drop_matches_truth_minus_dropped_late_events(
 
 
 def test_run_with_policy_update_reemits_windows_and_ends_exact(
-    services: Any, tmp_path: Path, monkeypatch: Any
+    run_services_dir, services: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     out, _ = _execute(
+        run_services_dir,
         services, tmp_path, monkeypatch, "update",
         {"lateness": {"policy": "update", "allowed_ms": 10_000}},
     )

@@ -183,10 +183,10 @@ def _fault_run(
 
     if own_stack is not None:
         # The run must own the broker it restarts: the session's stack, not an external one.
-        monkeypatch.setattr(runner, "SERVICES_STATE_DIR", own_stack)
+        services_dir = own_stack
         service_cfg: dict[str, Any] = TEST_SERVICES_CONFIG
     else:
-        monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
+        services_dir = tmp_path / "services"
         service_cfg = {"postgres": {"dsn": services.pg_dsn},
                        "kafka": {"bootstrap_servers": services.kafka_bootstrap}}
     run_id = f"t-{pipeline}-{uuid.uuid4().hex[:6]}-fault"
@@ -200,7 +200,7 @@ def _fault_run(
                      duration_s=duration_s)
     spec["fault"] = fault
     raw, summary = tmp_path / "raw", tmp_path / "summary"
-    out = runner.execute_run(config, spec, raw / run_id)
+    out = runner.execute_run(config, spec, raw / run_id, services_dir)
     write_run_summary(out, config, summary / "runs" / f"{run_id}.json",
                       summary / "windows" / f"{run_id}.csv", summary / "series" / f"{run_id}.csv")
     from sdsbench.analysis.faults import fault_row

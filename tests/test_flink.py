@@ -290,7 +290,9 @@ def _assert_windows_match_truth(out: Path, final_wm: int) -> None:
 @pytest.mark.jvm
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars: "
                     "run `bash env/setup.sh flink`")
-def test_flink_run_matches_truth_minus_late_events(services: Any, tmp_path: Path) -> None:
+def test_flink_run_matches_truth_minus_late_events(
+    run_services_dir: Path, services: Any, tmp_path: Path
+) -> None:
     from sdsbench.experiments import make_spec
     from sdsbench.runner import execute_run
     from sdsbench.services.kafka import delete_topics
@@ -312,7 +314,7 @@ def test_flink_run_matches_truth_minus_late_events(services: Any, tmp_path: Path
     injector = _Injector(services.kafka_bootstrap, contract.input_topic(run_id))
     injector.start()
     try:
-        out = execute_run(config, spec, tmp_path / "run")
+        out = execute_run(config, spec, tmp_path / "run", run_services_dir)
         injector.join(timeout=10)
         assert injector.error is None, injector.error
         raw_output = _read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
@@ -392,7 +394,7 @@ def _ready(out: Path) -> dict[str, Any]:
 @pytest.mark.jvm
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
 def test_two_runs_share_one_session_with_their_own_job_settings(
-    services: Any, tmp_path: Path
+    run_services_dir, services: Any, tmp_path: Path
 ) -> None:
     from sdsbench.engine_session import pid_alive
     from sdsbench.experiments import make_spec
@@ -412,7 +414,7 @@ def test_two_runs_share_one_session_with_their_own_job_settings(
         # always includes 10 s of input of one window (10 s runs fired none ~20 % of the time).
         spec = make_spec(config, "flink", "constant", 2000, params=params, run_id=run_id,
                          duration_s=18)
-        outs.append(execute_run(config, spec, tmp_path / run_id))
+        outs.append(execute_run(config, spec, tmp_path / run_id, run_services_dir))
     first, second = (_ready(out)["session"] for out in outs)
     assert not first["reused"] and first["runs_served_before"] == 0
     assert first["session_warmup_s"] is not None and first["warmup_s"] is not None
@@ -444,7 +446,7 @@ def test_two_runs_share_one_session_with_their_own_job_settings(
 @pytest.mark.jvm
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
 def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
-    services: Any, tmp_path: Path
+    run_services_dir, services: Any, tmp_path: Path
 ) -> None:
     from sdsbench.engine_session import pid_alive
     from sdsbench.experiments import make_spec
@@ -461,7 +463,7 @@ def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
     spec = make_spec(config, "flink", "constant", 2000, params=params,
                      run_id=f"t-flink-kill-{uuid.uuid4().hex[:6]}-fault", duration_s=20)
     spec["fault"] = fault
-    killed_out = execute_run(config, spec, tmp_path / spec["run_id"])
+    killed_out = execute_run(config, spec, tmp_path / spec["run_id"], run_services_dir)
     # The restart renamed the session's ready.json (ready-0.json).
     session = json.loads((killed_out / "flink" / "ready-0.json").read_text())["session"]
     record = json.loads((killed_out / "metrics" / "faults.json").read_text())
@@ -475,7 +477,8 @@ def test_a_kill_ends_the_session_and_the_next_run_starts_a_new_one(
 
     spec = make_spec(config, "flink", "constant", 2000, params=params,
                      run_id=f"t-flink-after-kill-{uuid.uuid4().hex[:6]}", duration_s=10)
-    after = _ready(execute_run(config, spec, tmp_path / spec["run_id"]))["session"]
+    after_out = execute_run(config, spec, tmp_path / spec["run_id"], run_services_dir)
+    after = _ready(after_out)["session"]
     assert not after["reused"] and after["server_pid"] != session["server_pid"]
 
 

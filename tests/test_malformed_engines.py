@@ -25,26 +25,25 @@ FLINK_READY = engine_installed("flink", "connector-kafka")
 RATE_EPS, DURATION_S = 2000, 12
 
 
-def _run(services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: str,
-         params: dict[str, Any]) -> Path:
+def _run(run_services_dir: Path, services: Any, tmp_path: Path,
+         monkeypatch: pytest.MonkeyPatch, pipeline: str, params: dict[str, Any]) -> Path:
     from sdsbench import runner
 
-    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services-state")
     config = malformed_run_config(services, run={"drain_timeout_s": 150})
     spec = make_spec(config, pipeline, "constant", RATE_EPS, params=params,
                      duration_s=DURATION_S,
                      run_id=f"{pipeline}-t-malformed-{time.time_ns() % 10**9}")
     spec["malformed"] = dict(MALFORMED)
-    return runner.execute_run(config, spec, tmp_path / "run")
+    return runner.execute_run(config, spec, tmp_path / "run", run_services_dir)
 
 
 @pytest.mark.timeout(360)
 @pytest.mark.jvm
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars")
 def test_spark_sets_aside_injected_records_and_matches_truth(
-    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_services_dir, services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = _run(services, tmp_path, monkeypatch, "spark", {"warmup_events": 0})
+    out = _run(run_services_dir, services, tmp_path, monkeypatch, "spark", {"warmup_events": 0})
     assert_malformed_run_passed(out, RATE_EPS, DURATION_S)
 
 
@@ -52,10 +51,10 @@ def test_spark_sets_aside_injected_records_and_matches_truth(
 @pytest.mark.jvm
 @pytest.mark.skipif(not FLINK_READY, reason="no .venv/flink or connector jars")
 def test_flink_sets_aside_injected_records_and_matches_truth(
-    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_services_dir, services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # not_json_dead_letters false (default): the job skips non-JSON records and the
     # driver finds them by a scan of the input topic.
-    out = _run(services, tmp_path, monkeypatch, "flink",
+    out = _run(run_services_dir, services, tmp_path, monkeypatch, "flink",
                {"warmup_events": 0, "parallelism": 1})
     assert_malformed_run_passed(out, RATE_EPS, DURATION_S)

@@ -58,17 +58,16 @@ def assert_malformed_run_passed(out: Path, rate_eps: float, duration_s: float) -
 
 @pytest.mark.parametrize("pipeline", ["a1", "a2", "a3"])
 def test_pipeline_sets_aside_injected_records_and_matches_truth(
-    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: str
+    run_services_dir, services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: str
 ) -> None:
     from sdsbench import runner
 
-    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services-state")
     config = malformed_run_config(services)
     rate, duration = 2000, 12
     spec = make_spec(config, pipeline, "constant", rate, duration_s=duration,
                      run_id=f"{pipeline}-t-malformed-{time.time_ns() % 10**9}")
     spec["malformed"] = dict(MALFORMED)
-    out = runner.execute_run(config, spec, tmp_path / "run")
+    out = runner.execute_run(config, spec, tmp_path / "run", run_services_dir)
     report = assert_malformed_run_passed(out, rate, duration)
     # processing-time pipelines recount the whole table: exact, nothing dropped
     if pipeline in ("a1", "a2"):

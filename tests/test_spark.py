@@ -274,7 +274,7 @@ def _services_config(services: Any, **more: Any) -> dict[str, Any]:
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
                     "run `bash env/setup.sh spark`")
 def test_spark_run_matches_truth_minus_watermark_drops(
-    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_services_dir, services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sdsbench import runner
     from sdsbench.experiments import make_spec
@@ -282,7 +282,6 @@ def test_spark_run_matches_truth_minus_watermark_drops(
 
     # execute_run records the (external) endpoints in a state directory; a private one
     # keeps this session apart from another one running in the same tree.
-    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
 
     # Disorder far beyond the watermark delay: Spark must drop late events.
     config = _services_config(services,
@@ -297,7 +296,7 @@ def test_spark_run_matches_truth_minus_watermark_drops(
     injector = _Injector(services.kafka_bootstrap, contract.input_topic(run_id))
     injector.start()
     try:
-        out = runner.execute_run(config, spec, tmp_path / "run")
+        out = runner.execute_run(config, spec, tmp_path / "run", run_services_dir)
         injector.join(timeout=10)
         assert injector.error is None, injector.error
         raw_output = _read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
@@ -365,7 +364,7 @@ def _ready(out: Path, name: str = "ready.json") -> dict[str, Any]:
     return json.loads((out / "spark" / name).read_text())
 
 
-def _run(config: dict[str, Any], tmp_path: Path, name: str,
+def _run(run_services_dir, config: dict[str, Any], tmp_path: Path, name: str,
          fault: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
     from sdsbench import runner
     from sdsbench.experiments import make_spec
@@ -375,7 +374,7 @@ def _run(config: dict[str, Any], tmp_path: Path, name: str,
                      duration_s=12)
     if fault is not None:
         spec["fault"] = fault
-    out = runner.execute_run(config, spec, tmp_path / run_id)
+    out = runner.execute_run(config, spec, tmp_path / run_id, run_services_dir)
     return out, json.loads((out / "metrics" / "spark_summary.json").read_text())
 
 
@@ -384,15 +383,13 @@ def _run(config: dict[str, Any], tmp_path: Path, name: str,
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
                     "run `bash env/setup.sh spark`")
 def test_two_runs_share_one_session_and_both_match_truth(
-    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_services_dir, services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sdsbench import runner
     from sdsbench.engine_session import pid_alive
 
-    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
     config = _services_config(services)
-    first, first_summary = _run(config, tmp_path, "first")
-    second, second_summary = _run(config, tmp_path, "second")
+    first, first_summary = _run(run_services_dir, config, tmp_path, "first")
+    second, second_summary = _run(run_services_dir, config, tmp_path, "second")
 
     one, two = _ready(first)["session"], _ready(second)["session"]
     assert two["reused"] and two["runs_served_before"] == one["runs_served_before"] + 1
@@ -446,16 +443,15 @@ def test_two_runs_share_one_session_and_both_match_truth(
 @pytest.mark.skipif(not SPARK_READY, reason="no .venv/spark or connector jars: "
                     "run `bash env/setup.sh spark`")
 def test_kill_fault_takes_the_session_down_and_the_next_run_starts_a_new_one(
-    services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_services_dir, services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sdsbench import runner
     from sdsbench.engine_session import pid_alive
 
-    monkeypatch.setattr(runner, "SERVICES_STATE_DIR", tmp_path / "services")
     config = _services_config(services, experiments={"faults": {"duration_s": 12, "blocks": [
         {"pipelines": ["spark"], "processes": ["constant"], "rates_eps": [2000],
          "injections": [{"kind": "kill_sut", "at_s": 6}]}]}})
-    faulted, fault_summary = _run(config, tmp_path, "kill", {"kind": "kill_sut", "at_s": 6})
+    faulted, fault_summary = _run(run_services_dir, config, tmp_path, "kill",
+                                  {"kind": "kill_sut", "at_s": 6})
     served = _ready(faulted, "ready-0.json")["session"]  # the first start: in the session
     assert served is not None and fault_summary["session"] == served
     record = json.loads((faulted / "metrics" / "faults.json").read_text())
@@ -465,7 +461,7 @@ def test_kill_fault_takes_the_session_down_and_the_next_run_starts_a_new_one(
     assert fault_summary["restarts"] == 1 and fault_summary["drained"]
     assert "skipped" not in fault_summary["set_aside"]  # restarted: the set-aside ran
 
-    after, after_summary = _run(config, tmp_path, "after")
+    after, after_summary = _run(run_services_dir, config, tmp_path, "after")
     fresh = _ready(after)["session"]
     assert not fresh["reused"] and fresh["server_pid"] != served["server_pid"]
     assert fresh["session_warmup_s"] is not None

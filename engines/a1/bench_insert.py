@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dsn = args.dsn
     if dsn is None:
-        from sdsbench.runner import SERVICES_STATE_DIR
+        from sdsbench.paths import services_state_dir
         from sdsbench.services.stack import load_services
 
-        services = load_services(SERVICES_STATE_DIR)
+        services = load_services(services_state_dir())
         if services is None:
             parser.error("no --dsn and no running services (scripts/services.py up)")
         dsn = services.pg_dsn

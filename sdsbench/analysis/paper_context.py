@@ -3,6 +3,9 @@
 The paper templates (paper/templates/*.j2) receive this context and nothing else: every
 number in the paper comes from a summary file, and every metric definition is quoted
 from the docstring of the code that computes it.
+
+Why one module (over 500 lines): it is the one place that decides what the paper may
+say, section by section; split, the rule "only summary files" would have several homes.
 """
 
 from __future__ import annotations

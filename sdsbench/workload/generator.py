@@ -1,5 +1,9 @@
 """The open-loop YSB generator: schedule, send, record exact truth.
 
+Why one module (over 500 lines): the schedule, the send loop and the bookkeeping of one
+producer process must agree to the event (truth.csv = what was sent); the parent side
+that starts and merges the processes is ``sdsbench.workload.launcher``.
+
 Open loop: the arrival process fixes, before the run, how many events each tick of
 ``workload.batch_ms`` holds; tick k is due at ``start + k * batch_ms`` and its events are
 handed to the sink as one batch at (or, when behind, after) that time. The loop never
