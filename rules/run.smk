@@ -65,7 +65,10 @@ rule combine_search:
     input:
         reps=lambda w: [f"{SEARCH}/{w.search_id}/rep{k}.json"
                         for k in range(1, SEARCH_REPETITIONS + 1)],
-        code=code_of("combine_search.py"),
+        # Only the module that combines: the runs at a multiple of t_h read this output, so
+        # a rerun of this rule reruns them (engine runs); the import graph would add
+        # modules (rundir, criterion, ...) whose edits cannot change the median.
+        code=os.path.relpath(f"{workflow.basedir}/sdsbench/analysis/throughput_search.py"),
         script=f"{SCRIPTS}/combine_search.py",
     output:
         f"{SEARCH}/{{search_id}}.json",
