@@ -28,12 +28,31 @@ def module_file(module: str, root: Path = REPO_ROOT) -> Path | None:
     return None
 
 
-def imported_modules(path: Path, root: Path = REPO_ROOT) -> set[str]:
+def runtime_nodes(tree: ast.AST, module_level_only: bool = False) -> list[ast.AST]:
+    """The statements that import at run time: all of them, or those at module level;
+    never what sits under ``if TYPE_CHECKING:``."""
+    if module_level_only:
+        return [n for n in tree.body if not (isinstance(n, ast.If)
+                                             and "TYPE_CHECKING" in ast.unparse(n.test))]
+    found: list[ast.AST] = []
+    todo = list(ast.iter_child_nodes(tree))
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        found.append(node)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def imported_modules(path: Path, root: Path = REPO_ROOT,
+                     module_level_only: bool = False) -> set[str]:
     """Project modules ``path`` imports anywhere in its body (a function's import runs
-    when the function does). ``from pkg import name`` counts ``pkg.name`` when that is a
-    module, else ``pkg``."""
+    when the function does), or at module level only. ``from pkg import name`` counts
+    ``pkg.name`` when that is a module, else ``pkg``."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in runtime_nodes(tree, module_level_only):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

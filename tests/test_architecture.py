@@ -3,14 +3,13 @@ that import no engine, and module sizes with a reason above ~500 lines."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from sdsbench.code_deps import module_file
+from sdsbench.code_deps import imported_modules
 from sdsbench.paths import REPO_ROOT
 
 PACKAGES = ("sdsbench", "engines")
@@ -29,40 +28,6 @@ def project_modules() -> dict[str, Path]:
             name = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
             modules[name.removesuffix(".__init__")] = path
     return modules
-
-
-def imports(path: Path, module_level_only: bool) -> set[str]:
-    """Project modules ``path`` imports (``if TYPE_CHECKING:`` blocks left out)."""
-    tree = ast.parse(path.read_text())
-    if module_level_only:
-        nodes = [n for n in tree.body if not isinstance(n, ast.If)]
-    else:
-        nodes = list(_walk_runtime(tree))
-    found = set()
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            for end in range(len(parts), 0, -1):
-                candidate = ".".join(parts[:end])
-                if module_file(candidate) is not None:
-                    found.add(candidate)
-                    break
-    return found
-
-
-def _walk_runtime(node: ast.AST):
-    """Every node except what sits under ``if TYPE_CHECKING:`` (never imported at run time)."""
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-            continue
-        yield child
-        yield from _walk_runtime(child)
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -104,7 +69,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 @pytest.mark.parametrize("module_level_only", [True, False], ids=["module-level", "all"])
 def test_no_import_cycles(module_level_only: bool) -> None:
     modules = project_modules()
-    graph = {name: imports(path, module_level_only) - {name} for name, path in modules.items()}
+    graph = {name: imported_modules(path, module_level_only=module_level_only) - {name}
+             for name, path in modules.items()}
     assert cycles(graph) == []
 
 
@@ -126,7 +92,7 @@ def test_services_and_core_import_no_engine() -> None:
     modules = project_modules()
     for name, path in modules.items():
         if name.startswith(("sdsbench.services", *CORE)) and not name.startswith("engines"):
-            engines = {m for m in imports(path, False) if m.startswith("engines")}
+            engines = {m for m in imported_modules(path) if m.startswith("engines")}
             assert not engines, f"{name} imports {engines}"
 
 
