@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from engine_helpers import (
+    MalformedInjector,
+    assert_windows_match_truth,
+    read_raw_topic,
+    window_end,
+)
 
 from engines.common.jvm_driver import engine_installed
 from engines.flink import ctr_job, ctr_sql, job_config
@@ -207,83 +211,11 @@ def _malformed_records(now_ms: int) -> list[tuple[bytes, str]]:
     ]
 
 
-class _Injector(threading.Thread):
-    """Waits until the generator's events flow into the input topic, then sends the
-    malformed records and remembers when and what."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(daemon=True)
-        self.bootstrap, self.topic = bootstrap, topic
-        self.sent: list[tuple[bytes, str]] = []
-        self.sent_at_ms: int | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            from confluent_kafka import Producer
-
-            from sdsbench.services.kafka import end_offsets
-
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:
-                try:
-                    if sum(end_offsets(self.bootstrap, self.topic).values()) > 5000:
-                        break
-                except Exception:  # noqa: BLE001 - the topic may not exist yet
-                    pass
-                time.sleep(0.5)
-            producer = Producer({"bootstrap.servers": self.bootstrap})
-            now_ms = time.time_ns() // 10**6
-            for raw, reason in _malformed_records(now_ms):
-                producer.produce(self.topic, raw, partition=0)
-                self.sent.append((raw, reason))
-            assert producer.flush(10) == 0
-            self.sent_at_ms = now_ms
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-
-def _read_raw_topic(bootstrap: str, topic: str) -> list[bytes]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    try:
-        end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        values: list[bytes] = []
-        deadline = time.monotonic() + 30
-        while len(values) < end and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                values.append(msg.value())
-        return values
-    finally:
-        consumer.close()
-
-
 def _assert_windows_match_truth(out: Path, final_wm: int) -> None:
-    """Every emitted window equals the truth minus the reported late events; every window
-    up to the final watermark is emitted, none after it."""
-    key = ["campaign_id", "window_start_ms"]
-    results = pd.read_csv(out / "results.csv")
-    assert not results.duplicated(key).any()  # window TVF: one record per window
+    """The windows match the truth minus the late events (a window fires once the
+    watermark reaches its last millisecond); results are stamped before their append."""
+    results = assert_windows_match_truth(out, lambda start: window_end(start) - 1 <= final_wm)
     assert (results["result_time_ms"] <= results["append_time_ms"]).all()
-    truth = pd.read_csv(out / "generator" / "truth.csv")
-    dropped = [f"{column}_dropped" for column in ("views", "clicks", "purchases")]
-    late = pd.read_csv(out / "metrics" / "late.csv")[key + dropped].astype("int64")
-    expected = truth.merge(late, on=key, how="left").fillna(0)
-    for column in ("views", "clicks", "purchases"):
-        expected[column] -= expected[f"{column}_dropped"]
-    expected = expected[expected[["views", "clicks", "purchases"]].sum(axis=1) > 0]
-    fired = expected[expected["window_start_ms"] + contract.WINDOW_MS - 1 <= final_wm]
-    assert (results["window_end_ms"] - 1 <= final_wm).all()
-    merged = fired.merge(results, on=key, how="outer", suffixes=("_truth", ""),
-                         indicator=True)
-    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
-    assert (merged["views"] == merged["views_truth"]).all()
-    assert (merged["clicks"] == merged["clicks_truth"]).all()
-    assert len(merged) >= 10  # at least one complete window of every campaign
 
 
 @pytest.mark.timeout(420)
@@ -311,13 +243,14 @@ def test_flink_run_matches_truth_minus_late_events(
     run_id = f"t-flink-{uuid.uuid4().hex[:6]}"
     spec = make_spec(config, "flink", "constant", 2000, params=params, run_id=run_id,
                      duration_s=20)
-    injector = _Injector(services.kafka_bootstrap, contract.input_topic(run_id))
+    injector = MalformedInjector(services.kafka_bootstrap, contract.input_topic(run_id),
+                                 _malformed_records)
     injector.start()
     try:
         out = execute_run(config, spec, tmp_path / "run", run_services_dir)
         injector.join(timeout=10)
         assert injector.error is None, injector.error
-        raw_output = _read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
+        raw_output = read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
     finally:
         delete_run_topics(services, run_id)
         delete_topics(services.kafka_bootstrap, [job_config.late_topic(run_id)])

@@ -24,14 +24,18 @@ import csv
 import json
 import os
 import re
-import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from engine_helpers import (
+    MalformedInjector,
+    assert_windows_match_truth,
+    read_raw_topic,
+    window_end,
+)
 
 from engines.common.jvm_driver import engine_installed
 from engines.spark import late_audit
@@ -152,13 +156,13 @@ def progress_queries(run_dir: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------ a real run
-def _malformed_records(now_ms: int) -> list[bytes]:
+def _malformed_records(now_ms: int) -> list[tuple[bytes, str]]:
     """One record per reject reason (the valid fields are those of a real event)."""
     ad = contract.ad_catalog().ad_ids[0]
     good = {"user_id": "u", "page_id": "p", "ad_id": ad, "ad_type": "banner",
             "event_type": "click", "event_time_ns": now_ms * 10**6, "insertion_time_ms": now_ms}
     without_page = {k: v for k, v in good.items() if k != "page_id"}
-    return [
+    raws = [
         b"this is not json {",
         json.dumps(without_page).encode(),
         json.dumps(good | {"event_time_ns": "soon"}).encode(),
@@ -166,94 +170,22 @@ def _malformed_records(now_ms: int) -> list[bytes]:
         json.dumps(good | {"ad_id": "no-such-ad"}).encode(),
         json.dumps(good | {"event_time_ns": (now_ms + 3_600_000) * 10**6}).encode(),
     ]
-
-
-class _Injector(threading.Thread):
-    """Waits until the generator's events flow into the input topic, then sends the
-    malformed records and remembers when and what (with the reason the contract gives)."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(daemon=True)
-        self.bootstrap, self.topic = bootstrap, topic
-        self.sent: list[tuple[bytes, str]] = []
-        self.sent_at_ms: int | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            from confluent_kafka import Producer
-
-            from sdsbench.services.kafka import end_offsets
-
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:
-                try:
-                    if sum(end_offsets(self.bootstrap, self.topic).values()) > 5000:
-                        break
-                except Exception:  # noqa: BLE001 - the topic may not exist yet
-                    pass
-                time.sleep(0.5)
-            producer = Producer({"bootstrap.servers": self.bootstrap})
-            now_ms = time.time_ns() // 10**6
-            catalog = contract.ad_catalog()
-            for raw in _malformed_records(now_ms):
-                _event, reason = contract.validate_event(raw, catalog, now_ms)
-                assert reason is not None
-                producer.produce(self.topic, raw, partition=0)
-                self.sent.append((raw, reason))
-            assert producer.flush(10) == 0
-            self.sent_at_ms = now_ms
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-
-def _read_raw_topic(bootstrap: str, topic: str) -> list[bytes]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    try:
-        end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        values: list[bytes] = []
-        deadline = time.monotonic() + 30
-        while len(values) < end and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error():
-                values.append(msg.value())
-        return values
-    finally:
-        consumer.close()
+    catalog = contract.ad_catalog()
+    # The reason the contract gives each (the Spark job classifies as the contract does).
+    return [(raw, contract.validate_event(raw, catalog, now_ms)[1]) for raw in raws]
 
 
 def _assert_truth_minus_drops(out: Path, summary: dict[str, Any]) -> pd.DataFrame:
-    """Every emitted window equals the truth minus the events the late audit says the
-    watermark dropped; every window up to the final watermark is emitted, none after it.
-    Returns results.csv."""
-    final_wm = summary["final_watermark_ms"]
-    key = ["campaign_id", "window_start_ms"]
-    results = pd.read_csv(out / "results.csv")
-    assert not results.duplicated(key).any()  # append mode: one record per window
-    truth = pd.read_csv(out / "generator" / "truth.csv")
+    """The windows match the truth minus the events the late audit says the watermark
+    dropped (append mode: a window is emitted once the watermark reaches its end), and the
+    audit agrees with Spark's own counts. Returns results.csv."""
     late = pd.read_csv(out / "metrics" / "late.csv")
     audit = summary["late_audit"]
     assert audit["records_match_offsets"] and audit["groups_match_reported"], audit
     assert late[["views_dropped", "clicks_dropped", "purchases_dropped"]].sum().sum() == (
         audit["dropped_events"])
-    expected = truth.merge(late, on=key, how="left").fillna(0)
-    expected["views"] -= expected["views_dropped"]
-    expected["clicks"] -= expected["clicks_dropped"]
-    expected["purchases"] -= expected["purchases_dropped"]
-    expected = expected[expected[["views", "clicks", "purchases"]].sum(axis=1) > 0]
-    closed = expected[expected["window_start_ms"] + contract.WINDOW_MS <= final_wm]
-    assert (results["window_end_ms"] <= final_wm).all()
-    merged = closed.merge(results, on=key, how="outer", suffixes=("_truth", ""),
-                          indicator=True)
-    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"]
-    assert (merged["views"] == merged["views_truth"]).all()
-    assert (merged["clicks"] == merged["clicks_truth"]).all()
-    assert len(merged) >= 10  # at least one complete window of every campaign
-    return results
+    final_wm = summary["final_watermark_ms"]
+    return assert_windows_match_truth(out, lambda start: window_end(start) <= final_wm)
 
 
 # Small warm-ups: the session's once-only one and each run's own.
@@ -293,13 +225,14 @@ def test_spark_run_matches_truth_minus_watermark_drops(
     run_id = f"t-spark-{uuid.uuid4().hex[:6]}"
     spec = make_spec(config, "spark", "constant", 2000, params=params, run_id=run_id,
                      duration_s=20)
-    injector = _Injector(services.kafka_bootstrap, contract.input_topic(run_id))
+    injector = MalformedInjector(services.kafka_bootstrap, contract.input_topic(run_id),
+                                 _malformed_records)
     injector.start()
     try:
         out = runner.execute_run(config, spec, tmp_path / "run", run_services_dir)
         injector.join(timeout=10)
         assert injector.error is None, injector.error
-        raw_output = _read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
+        raw_output = read_raw_topic(services.kafka_bootstrap, contract.output_topic(run_id))
     finally:
         delete_run_topics(services, run_id)
 
