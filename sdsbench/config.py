@@ -10,7 +10,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from sdsbench.paths import REPO_ROOT
+
 DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 

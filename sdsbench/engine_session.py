@@ -46,11 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from sdsbench.paths import REPO_ROOT
 from sdsbench.process_control import kill_process_group, pid_alive
 
 log = logging.getLogger("sdsbench.engine_session")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SESSIONS_ENV = "SDSBENCH_ENGINE_SESSIONS_DIR"  # overrides <services state dir>/engine-sessions
 SERVER_FILE = "server.json"
 SHUTDOWN_FILE = "SHUTDOWN"

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from sdsbench.paths import REPO_ROOT
+
 # Python packages whose versions matter to the measurements, per virtualenv.
 MAIN_PACKAGES = ("numpy", "pandas", "confluent-kafka", "kafka-python", "psycopg", "psutil",
                  "snakemake", "matplotlib")

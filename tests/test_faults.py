@@ -24,8 +24,9 @@ from sdsbench import faults as faults_mod
 from sdsbench.analysis.faults import faults_table, recovery, total_lag
 from sdsbench.config import ConfigError, load_config
 from sdsbench.experiments import FAULTS, expand_runs, run_groups
+from sdsbench.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 
 
 # ------------------------------------------------------------------ the faults group

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from sdsbench.analysis import reproducibility as rep
+from sdsbench.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 SCRIPT = REPO / "scripts" / "compare_results.py"
 HEADER = ("key", "metric", "subject", "unit", "median", "lo", "hi", "n_repetitions",
           "firings", "interval_lo", "interval_hi", "lower_bound", "values")

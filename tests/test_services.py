@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sdsbench.paths import REPO_ROOT
 from sdsbench.process_control import pid_alive
 from sdsbench.services import ServiceError
 from sdsbench.services import kafka as ksvc
@@ -29,7 +30,6 @@ from sdsbench.services.stack import (
 
 pytestmark = pytest.mark.services  # every test here starts or stops real servers
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _topic() -> str:

@@ -36,6 +36,7 @@ from sdsbench.config import section_keys
 from sdsbench.engine_session import EngineSession, open_session, sessions_root
 from sdsbench.experiments import pipeline_params
 from sdsbench.measurement.lag import KafkaEndOffsets, LagSampler
+from sdsbench.paths import REPO_ROOT
 from sdsbench.process_control import end_process_group, kill_process_group, terminate_pid
 from sdsbench.rundir import write_json_atomic
 from sdsbench.services.kafka import delete_topics
@@ -43,7 +44,6 @@ from sdsbench.topics import delete_run_topics
 
 log = logging.getLogger("sdsbench.jvm")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_CHARS = 2000
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from sdsbench.paths import REPO_ROOT
 
 
 def write_job(run_dir: Path, name: str, job: dict[str, Any]) -> Path:

@@ -20,11 +20,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from string import Template
 
+from sdsbench.paths import REPO_ROOT
 from sdsbench.process_control import pid_alive, terminate_pid
 from sdsbench.services import ServiceError
 from sdsbench.services.ports import LOOPBACK, free_port, port_in_use, wait_for_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIB = REPO_ROOT / ".deps" / "kafka" / "lib"
 KAFKA_ENV = REPO_ROOT / "env" / "kafka"
 BROKER_KINDS = ("apache-kafka", "noida-db")

@@ -88,7 +88,6 @@ from sdsbench.workload.truth import (
     TruthRecorder,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _NS_PER_MS = 1_000_000
 _NS_PER_S = 1_000_000_000
 START_LEAD_S = 2.0  # default lead of a schedule start (in-process use)
