@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sdsbench.analysis.paper_context import build_context  # noqa: E402
-from sdsbench.analysis.paper_format import Latex, Markdown, render  # noqa: E402
 from sdsbench.config import load_config  # noqa: E402
+from sdsbench.report.paper_context import build_context  # noqa: E402
+from sdsbench.report.paper_format import Latex, Markdown, render  # noqa: E402
 from sdsbench.rundir import write_text_atomic  # noqa: E402
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "paper" / "templates"

@@ -12,12 +12,12 @@ from matplotlib.colors import to_rgba
 from synthetic_runs import fabricate_run
 
 from sdsbench.analysis import knee, oracle
-from sdsbench.analysis.paper_context import _baseline
 from sdsbench.analysis.summarize import summarize_run
 from sdsbench.config import load_config
 from sdsbench.experiments import make_spec
 from sdsbench.plots import a1_a2_throughput_latency
 from sdsbench.plots.common import FigureContext
+from sdsbench.report.paper_context import _baseline
 
 W = 10_000
 
@@ -202,12 +202,12 @@ BASELINE_ONLY = {
 
 
 def test_the_paper_shows_completeness_at_query_time_and_the_excluded_point(tmp_path):
-    from sdsbench.analysis.paper_context import build_context
-    from sdsbench.analysis.paper_format import Latex, Markdown, render
     from sdsbench.analysis.summarize import write_run_summary
     from sdsbench.analysis.tables import build_table
     from sdsbench.experiments import expand_runs
     from sdsbench.plots.common import save
+    from sdsbench.report.paper_context import build_context
+    from sdsbench.report.paper_format import Latex, Markdown, render
 
     config = load_config(overrides=BASELINE_ONLY)
     summary_dir = tmp_path / "summary"

@@ -11,9 +11,14 @@ from pathlib import Path
 import pytest
 from synthetic_runs import fabricate_run, fabricate_staircase_backlog
 
-from sdsbench.analysis import paper_context
 from sdsbench.analysis.faults import faults_table
-from sdsbench.analysis.paper_format import (
+from sdsbench.analysis.summarize import summarize_search, write_run_summary
+from sdsbench.analysis.tables import build_table
+from sdsbench.analysis.throughput_search import combine_repetitions
+from sdsbench.config import load_config
+from sdsbench.experiments import expand_runs, resolve_threshold_rate, searches
+from sdsbench.report import paper_context
+from sdsbench.report.paper_format import (
     FEW_FIRINGS_MARK,
     MIN_FIRINGS,
     Latex,
@@ -24,11 +29,6 @@ from sdsbench.analysis.paper_format import (
     spread,
     th,
 )
-from sdsbench.analysis.summarize import summarize_search, write_run_summary
-from sdsbench.analysis.tables import build_table
-from sdsbench.analysis.throughput_search import combine_repetitions
-from sdsbench.config import load_config
-from sdsbench.experiments import expand_runs, resolve_threshold_rate, searches
 from sdsbench.rundir import write_json_atomic
 from sdsbench.search import run_search
 
