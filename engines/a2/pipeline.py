@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.common import outputs, pg_schema
-from engines.common.consumer_group import ConsumerGroup
+from engines.common.consumer_group import ConsumerGroup, stop_run
 from engines.common.processes import spawn_module, terminate, write_job
 from sdsbench import contract
 from sdsbench.experiments import pipeline_params
@@ -56,7 +56,6 @@ class Pipeline:
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, ctx: Any) -> None:
-
         params = pipeline_params(ctx.config, ctx.spec)
         partitions = int(params.get("partitions") or ctx.config["services"]["kafka"]["partitions"])
         workload = ctx.config["workload"]
@@ -191,17 +190,5 @@ class Pipeline:
     # --------------------------------------------------------------------- stop
     def stop(self, ctx: Any) -> None:
         st: _State | None = ctx.extra.get("a2")
-        if st is None:
-            return
-        timeout_s = float(st.params["stop_timeout_s"])
-        if st.group is not None:
-            codes = st.group.stop(timeout_s, [st.query_runner])
-        else:
-            codes = terminate([p for p in [st.query_runner] if p is not None], timeout_s)
-        log.info("a2 stopped: return codes %s", codes)
-        self._cleanup(ctx, st)
-
-    def _cleanup(self, ctx: Any, st: _State) -> None:
-
-        if not st.params.get("keep_data"):
-            pg_schema.drop_run_artifacts(ctx.services, ctx.run_id, st.schema, "a2")
+        if st is not None:
+            stop_run(ctx, "a2", st.group, [st.query_runner], st.params, st.schema)

@@ -174,7 +174,6 @@ class A3Consumer:
         return batch
 
     def write(self, conn: Any, batch: Batch) -> None:
-
         s = self.s
         with conn.transaction():
             cur = conn.cursor()

@@ -46,8 +46,8 @@ from typing import Any
 from engines.a3 import sql as a3sql
 from engines.a3.watermark import END_OF_INPUT_MS
 from engines.common import outputs, pg_schema
-from engines.common.consumer_group import ConsumerGroup
-from engines.common.processes import spawn_module, terminate, write_job
+from engines.common.consumer_group import ConsumerGroup, stop_run
+from engines.common.processes import spawn_module, write_job
 from sdsbench import contract
 from sdsbench.config import deep_merge
 from sdsbench.experiments import pipeline_params
@@ -122,7 +122,6 @@ class Pipeline:
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, ctx: Any) -> None:
-
         params = a3_params(ctx.config, ctx.spec)
         partitions = int(params["partitions"] or ctx.config["services"]["kafka"]["partitions"])
         workload = ctx.config["workload"]
@@ -275,7 +274,6 @@ class Pipeline:
 
     # ------------------------------------------------------------------ collect
     def collect(self, ctx: Any) -> None:
-
         st: _State = ctx.extra["a3"]
         results = read_output_topic(ctx.services.kafka_bootstrap, st.topics["output"])
         write_results(results, ctx.run_dir / "results.csv")
@@ -367,17 +365,5 @@ class Pipeline:
     # --------------------------------------------------------------------- stop
     def stop(self, ctx: Any) -> None:
         st: _State | None = ctx.extra.get("a3")
-        if st is None:
-            return
-        timeout_s = float(st.params["stop_timeout_s"])
-        if st.group is not None:
-            codes = st.group.stop(timeout_s, [st.emitter])
-        else:
-            codes = terminate([p for p in [st.emitter] if p is not None], timeout_s)
-        log.info("a3 stopped: return codes %s", codes)
-        self._cleanup(ctx, st)
-
-    def _cleanup(self, ctx: Any, st: _State) -> None:
-
-        if not st.params.get("keep_data"):
-            pg_schema.drop_run_artifacts(ctx.services, ctx.run_id, st.schema, "a3")
+        if st is not None:
+            stop_run(ctx, "a3", st.group, [st.emitter], st.params, st.schema)

@@ -136,3 +136,19 @@ class ConsumerGroup:
         if self.offsets_conn is not None:
             self.offsets_conn.close()
         return codes
+
+
+def stop_run(ctx: Any, pipeline: str, group: ConsumerGroup | None,
+             others: list[subprocess.Popen | None], params: dict[str, Any],
+             schema: str) -> None:
+    """The end of an A2/A3 run, whatever state it reached: the consumers (if started) and
+    the pipeline's other processes stopped, then the run's schema and topics dropped
+    (unless ``keep_data``)."""
+    timeout_s = float(params["stop_timeout_s"])
+    if group is not None:
+        codes = group.stop(timeout_s, others)
+    else:
+        codes = terminate([p for p in others if p is not None], timeout_s)
+    log.info("%s stopped: return codes %s", pipeline, codes)
+    if not params.get("keep_data"):
+        pg_schema.drop_run_artifacts(ctx.services, ctx.run_id, schema, pipeline)

@@ -273,7 +273,6 @@ def serve(session_dir: Path, poll_s: float = 0.5) -> int:
 
 
 def _pyflink_version() -> str | None:
-
     try:
         return version("apache-flink")
     except PackageNotFoundError:

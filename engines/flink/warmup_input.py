@@ -31,7 +31,6 @@ def warmup_records(n: int, catalog: contract.AdCatalog, now_ms: int) -> Iterator
 
 
 def fill_warmup_topic(bootstrap: str, topic: str, n: int, catalog: contract.AdCatalog) -> None:
-
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
                          "queue.buffering.max.messages": 500_000})
     for record in warmup_records(n, catalog, time.time_ns() // 1_000_000):
