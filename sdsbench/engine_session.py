@@ -1,9 +1,9 @@
 """Engine sessions: one long-lived engine process (Spark driver, PyFlink gateway JVM) that
 serves several runs, one at a time.
 
-Why: a Spark or Flink run started its own JVM, which spent ~20 s of each ~60 s quick run
-compiling (class loading, code generation, the JIT) before the first measured event.
-A session pays that once; each run still runs its own warm-up (the engine's
+Why: a Spark or Flink run that starts its own JVM spends a large part of a short run on
+class loading, code generation and the JIT before the first measured event (docs/flink.md,
+docs/spark.md). A session pays that once; each run still runs its own warm-up (the engine's
 ``warmup_events`` through its own plan) before it reports ready, so every run starts
 with its plan compiled and JIT-warm, whatever ran in the session before. Benchmarks of
 these engines do the same (Nexmark submits every query to one running cluster).

@@ -9,12 +9,8 @@ Kafka producer settings (``workload.kafka_producer``) are tuned for throughput a
 chosen by measurement (scripts/bench_generator.py): one ``produce`` per message with no
 per-message callback, one ``poll(0)`` per batch.
 
-Client choice, measured (2 cores shared with other jobs, load average ~4, private Apache
-Kafka broker on the same machine, 300k pre-encoded ~260-byte events, produce + flush):
-confluent-kafka 2.16.1 (librdkafka 2.16.0) 260-300k events/s at 1.0-1.2 us CPU/event;
-kafka-python 3.0.12 12-13k events/s at 47-48 us CPU/event (~20x slower, ~40x the CPU).
-lz4 compression costs CPU and gained nothing on loopback (raw 120-160k/s, and a lower
-sustained open-loop rate than none), hence ``compression: none``.
+The client (confluent-kafka, not kafka-python) and ``compression: none`` were chosen by
+measurement: docs/generator.md.
 
 Exact truth needs to know that every message reached the broker: failures come back
 through a producer-wide delivery callback that only fires on errors
