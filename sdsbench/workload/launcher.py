@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdsbench.paths import REPO_ROOT
 from sdsbench.rundir import write_json_atomic
 from sdsbench.workload.generator import (
     _NS_PER_MS,
     _NS_PER_S,
     FLUSH_TIMEOUT_S,
     READY_TIMEOUT_S,
-    REPO_ROOT,
     START_AFTER_READY_S,
     RunSpec,
     part_dir,
