@@ -263,6 +263,15 @@ class Pipeline(JvmJobDriver):
         run.source_vertex = self._source_vertex(run)
         self.start_lag_sampler(ctx, run)
 
+    @staticmethod
+    def _source_vertex(run: FlinkRun) -> str:
+        """The job vertex of the JSON source (the input every result depends on)."""
+        vertices = run.rest.job(run.job_id).get("vertices", [])
+        for vertex in vertices:
+            if vertex["name"].startswith("Source:") and ".events" in vertex["name"]:
+                return vertex["id"]
+        raise RuntimeError(f"no JSON source vertex in the job: {[v['name'] for v in vertices]}")
+
     def restart(self, ctx: Any) -> dict[str, Any]:
         """Fault runs: submit the job again from the killed job's last completed
         checkpoint (``execution.state-recovery.path``): sources resume from the
