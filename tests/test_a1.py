@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -26,13 +23,9 @@ KEY = ["campaign_id", "window_start_ms"]
 
 # ------------------------------------------------------------------ helpers
 @pytest.fixture
-def run_env(services, monkeypatch, tmp_path):
-    """Runs use the session's services (as external endpoints) and a private state dir."""
-    if importlib.util.find_spec("sdsbench.provenance") is None:
-        # Until sdsbench.provenance lands: the runner only needs it for provenance.json.
-        stub = types.ModuleType("sdsbench.provenance")
-        stub.collect_provenance = lambda config, spec, svc, t0, t1: {"spec": spec, "stub": True}
-        monkeypatch.setitem(sys.modules, "sdsbench.provenance", stub)
+def run_env(services):
+    """Runs use the session's services as external endpoints (each real run keeps its
+    own services state in ``run_services_dir``)."""
     return services
 
 

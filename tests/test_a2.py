@@ -3,13 +3,10 @@ letters, a real run against the truth, and a consumer killed with SIGKILL mid-ru
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
-import sys
 import threading
 import time
-import types
 
 import pandas as pd
 import psutil
@@ -29,13 +26,9 @@ KEY = ["campaign_id", "window_start_ms"]
 
 # ------------------------------------------------------------------ helpers
 @pytest.fixture
-def run_env(services, monkeypatch, tmp_path):
-    """Runs use the session's services (as external endpoints) and a private state dir."""
-    if importlib.util.find_spec("sdsbench.provenance") is None:
-        # Until sdsbench.provenance lands: the runner only needs it for provenance.json.
-        stub = types.ModuleType("sdsbench.provenance")
-        stub.collect_provenance = lambda config, spec, svc, t0, t1: {"spec": spec, "stub": True}
-        monkeypatch.setitem(sys.modules, "sdsbench.provenance", stub)
+def run_env(services):
+    """Runs use the session's services as external endpoints (each real run keeps its
+    own services state in ``run_services_dir``)."""
     return services
 
 
