@@ -55,7 +55,13 @@ def test_lag_sampler_writes_rows_and_survives_failed_samples(tmp_path):
 
 
 def test_lag_sampler_stop_without_start_is_harmless(tmp_path):
-    LagSampler(tmp_path / "lag.csv", dict, dict).stop()
+    calls = []
+    sampler = LagSampler(tmp_path / "lag.csv", lambda: calls.append("ends") or {},
+                         lambda: calls.append("committed") or {})
+    sampler.stop()
+    sampler.stop()
+    # Never started: nothing sampled, and no file an analysis could take for a measurement.
+    assert calls == [] and not (tmp_path / "lag.csv").exists()
 
 
 def test_kafka_end_and_group_committed_offsets(kafka_bootstrap):
@@ -126,7 +132,11 @@ def test_resource_sampler_measures_a_busy_child(tmp_path):
 
 
 def test_resource_sampler_stop_without_start_is_harmless(tmp_path):
-    ResourceSampler(tmp_path / "res.csv", list).stop()
+    asked = []
+    sampler = ResourceSampler(tmp_path / "res.csv", lambda: asked.append(1) or [])
+    sampler.stop()
+    sampler.stop()
+    assert asked == [] and not (tmp_path / "res.csv").exists()
 
 
 @pytest.mark.parametrize("pids", [[], [999_999_999]])

@@ -264,3 +264,33 @@ def test_headline_latency_rows_rest_on_the_runs(built):
     assert h["firings"] == 6
     line = next(x for x in built["md"].splitlines() if x.startswith("| a3-spp-r20000 | A3 "))
     assert "| 325 [300-350] | 2 | 350 (6) |" in line
+
+
+# Numbers the template may write itself, each with its reason; every other number in the
+# paper comes from a summary file through the context.
+TEMPLATE_NUMBERS = {
+    "5": "the 5-minute load average (a unit of the kernel's load average, not a result)",
+    "2018": "the year of the Karimov et al. citation",
+}
+
+
+def _typed_numbers(text: str) -> list[str]:
+    """Numbers written in the template's own text, or as string literals inside its
+    expressions ('"47,158"' would print a typed result as if it were computed)."""
+    literal = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", " ", text, flags=re.S)
+    found = re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])", literal)
+    for expression in re.findall(r"\{\{.*?\}\}|\{%.*?%\}", text, flags=re.S):
+        found += re.findall(r"[\"'](\d[\d,.]*)[\"']", expression)
+    return found
+
+
+def test_the_paper_template_types_no_result_number() -> None:
+    for template in (REPO / "paper" / "templates").glob("*.j2"):
+        typed = [n for n in _typed_numbers(template.read_text()) if n not in TEMPLATE_NUMBERS]
+        assert not typed, f"{template.name} writes numbers itself: {typed}"
+
+
+def test_the_typed_number_check_finds_one() -> None:
+    assert _typed_numbers("t_h was 47,158 ev/s; {{ n(c.t_h) }}") == ["47,158"]
+    assert _typed_numbers('{{ "1,023" }} ms') == ["1,023"]
+    assert _typed_numbers("{{ n(x / 60, 1) }} minutes") == []

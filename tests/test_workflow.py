@@ -211,3 +211,14 @@ def test_paper_template_text_is_safe_in_latex():
     literal = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", "", text, flags=re.S)
     bad = [line for line in literal.splitlines() if re.search(r"[_%&#$~^\\]", line)]
     assert not bad, bad
+
+
+def test_a_single_figure_target_plans_only_its_chain(tmp_path):
+    # Expected by hand from config/config.yaml (quick): the SPP event-time figure draws the
+    # first repetition of the three event-time runs at 20k ev/s, nothing else.
+    proc = snakemake("-n", "figures/quick/event_time_spp.png", "--cores", "2",
+                     "--resources", "bench_slot=1", "-d", str(tmp_path))
+    counts = job_counts(proc.stdout)
+    assert counts == {"run_experiment": 3, "summarize_run": 3, "figure": 1}, counts
+    planned = set(re.findall(r"^\s+wildcards: run_id=(\S+)$", proc.stdout, flags=re.M))
+    assert planned == {"a3-spp-r20000", "spark-spp-r20000", "flink-spp-r20000"}, planned
