@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from sdsbench import faults as faults_mod
-from sdsbench.analysis.faults import faults_table, recovery, total_lag
+from sdsbench.analysis.faults import fault_row, faults_table, recovery, total_lag
 from sdsbench.config import ConfigError, load_config
 from sdsbench.experiments import FAULTS, expand_runs, run_groups
 from sdsbench.paths import REPO_ROOT
@@ -294,6 +294,52 @@ def test_faults_table_reads_every_run_of_the_group(tmp_path: Path) -> None:
     # No runs on disk: the table cannot be built (it never invents a row).
     with pytest.raises(FileNotFoundError):
         faults_table(load_config(), tmp_path / "summary", tmp_path / "raw")
+
+
+def _fabricated_fault_run(tmp_path: Path, run_id: str, row: dict[str, Any],
+                          lag: list[tuple[int, int]]) -> None:
+    """A kill run as the table reads it: its summary row, metrics/faults.json (kill at
+    10 s, back at 12 s) and metrics/lag.csv (total lag per sample time)."""
+    summary = tmp_path / "summary" / "runs"
+    summary.mkdir(parents=True, exist_ok=True)
+    (summary / f"{run_id}.json").write_text(json.dumps({"row": row}))
+    metrics = tmp_path / "raw" / run_id / "metrics"
+    metrics.mkdir(parents=True)
+    (metrics / "faults.json").write_text(json.dumps({"injected": True, "events": [
+        {"step": "kill", "time_ms": 10_000}, {"step": "restarted", "time_ms": 12_000}]}))
+    rows = "".join(f"{t},0,0,0,{n}\n" for t, n in lag)
+    (metrics / "lag.csv").write_text("time_ms,partition,end_offset,committed_offset,lag\n" + rows)
+
+
+def test_fault_row_judges_a_kill_by_what_was_lost_and_repeated(tmp_path: Path) -> None:
+    config = load_config()
+    clean = {"missing_windows": 0, "deficit_events": 0, "excess_events": 0,
+             "duplicate_records": 0, "changed_windows": 0, "exact_ratio": 1.0,
+             "correct_where_not_dropped": True, "offered_rate_eps": 10_000}
+    # Lag 500 before the kill, 30k while down, back under the pre-fault level at 17 s.
+    lag = [(6_000, 500), (9_000, 400), (13_000, 30_000), (15_000, 8_000), (17_000, 300)]
+    cases = {
+        "ok": (clean, True),
+        "lost-window": (clean | {"missing_windows": 1, "deficit_events": 3412,
+                                 "correct_where_not_dropped": False}, False),
+        "replayed": (clean | {"excess_events": 12}, False),
+        "duplicate-record": (clean | {"duplicate_records": 10}, False),
+    }
+    for name, (row, survives) in cases.items():
+        run_id = f"a2-constant-r10000-{name}-kill"
+        _fabricated_fault_run(tmp_path, run_id, row, lag)
+        spec = {"run_id": run_id, "pipeline": "a2", "fault": {"kind": "kill_sut", "at_s": 8}}
+        out = fault_row(spec, config, tmp_path / "summary", tmp_path / "raw",
+                        {"exact_ratio": 1.0})
+        assert out["survived"] is survives, (name, out)
+        assert out["lost_windows"] == row["missing_windows"]
+        assert out["lost_events"] == row["deficit_events"]
+        assert out["down_s"] == 2.0 and out["recovered"] and out["recovery_s"] == 7.0
+        assert out["lag_before_fault"] == 500.0 and out["exactly_once"]  # A2 promises it
+    # At-least-once (Spark): a repeated record is allowed, a lost window never.
+    spark = {"run_id": "a2-constant-r10000-duplicate-record-kill", "pipeline": "spark",
+             "fault": {"kind": "kill_sut", "at_s": 8}}
+    assert fault_row(spark, config, tmp_path / "summary", tmp_path / "raw", None)["survived"]
 
 
 # ------------------------------------------------------------------ interrupted workflow
