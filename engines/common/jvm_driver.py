@@ -124,7 +124,6 @@ class JvmJobDriver:
         return engine_jars(self.engine, self.connector)
 
     # ------------------------------------------------------- what each engine supplies
-
     def job_env(self, run: Any) -> dict[str, str]:
         """Environment variables the engine's job process needs beyond the repo path."""
         return {}
