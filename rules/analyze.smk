@@ -45,7 +45,7 @@ rule summarize_search:
 
 
 # ------------------------------------------------------------------ tables across runs
-TABLE_NAMES = ("runs", "search", "stress", "correctness", "headline")
+TABLE_NAMES = ("runs", "search", "stress", "correctness", "headline", "cpu")
 TABLES = [f"{SUMMARY}/{name}.csv" for name in TABLE_NAMES]
 RUN_SUMMARIES = [f"{SUMMARY}/runs/{r}.json" for r in RUNS]
 SEARCH_SUMMARIES = [f"{SUMMARY}/search/{s}.json" for s in SEARCHES]

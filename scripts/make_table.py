@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
     parser.add_argument("--overrides", help="JSON merged over the config files")
     parser.add_argument("--table", required=True, choices=["runs", "search", "stress", "headline",
-                                                           "correctness", "faults"])
+                                                           "correctness", "cpu", "faults"])
     parser.add_argument("--summary-dir", required=True)
     parser.add_argument("--raw-dir", help="raw run directories (table faults)")
     parser.add_argument("--out", required=True)

@@ -111,7 +111,8 @@ def repetitions_of(config: dict[str, Any], block: dict[str, Any] | None = None) 
 
 
 _SHORT = {"parallelism": "p", "watermark_delay_ms": "wm", "watermark_bound_ms": "wm",
-          "shuffle_partitions": "sp", "master": ""}
+          "shuffle_partitions": "sp", "master": "", "trigger_ms": "trig",
+          "watermark_interval_ms": "wmi"}
 
 
 def _id_safe(value: Any) -> str:
@@ -130,7 +131,7 @@ def _short(key: str) -> str:
 # Runs at multiples of a pipeline's sustainable throughput t_h ("at_threshold") get their
 # rate only once the t_h search has finished: their spec carries ``rate_of`` instead of
 # a rate, and scripts/run_experiment.py fills it in from the search result file.
-GROUPS: tuple[str, ...] = ("baseline", "event_time", "parallelism", "watermark_delay")
+GROUPS: tuple[str, ...] = ("baseline", "event_time", "parallelism", "watermark_delay", "knobs")
 AT_THRESHOLD = "at_threshold"
 
 
@@ -161,7 +162,7 @@ def _check_vary(config: dict[str, Any], where: str, pipeline: str, key: str) -> 
 
 def _group_specs(config: dict[str, Any], group: str) -> list[dict[str, Any]]:
     specs = []
-    for i, block in enumerate(config["experiments"]["groups"][group]):
+    for i, block in enumerate(config["experiments"]["groups"].get(group) or []):
         combos = _combinations(block.get("vary"))
         for pipeline in block["pipelines"]:
             for key in {k for c in combos for k in c}:
@@ -302,7 +303,9 @@ def _threshold_specs(config: dict[str, Any]) -> list[dict[str, Any]]:
 def run_groups(config: dict[str, Any]) -> dict[str, list[str]]:
     """Run ids of each group (a run may belong to several), plus ``at_threshold``."""
     groups: dict[str, list[str]] = {
-        group: [spec["run_id"] for spec in _group_specs(config, group)] for group in GROUPS
+        # Blocks of a group may share a run (each sweep's default point): listed once.
+        group: list(dict.fromkeys(spec["run_id"] for spec in _group_specs(config, group)))
+        for group in GROUPS
     }
     groups[AT_THRESHOLD] = [spec["run_id"] for spec in _threshold_specs(config)]
     groups[FAULTS] = [spec["run_id"] for spec in _fault_specs(config)]

@@ -57,7 +57,7 @@ PROFILE = {
 #: Latency above the delay of every window of repetition k (fabricate_run's latency_ms).
 LATENCY_BY_REP = {1: 300.0, 2: 500.0, 3: 350.0}
 COMPARING = ("a1_a2_throughput_latency", "parallelism", "watermark_delay", "e2e_latency_all",
-             "latency_vs_rate")
+             "latency_vs_rate", "cpu_cost")
 ONE_RUN_EACH = ("event_time_spp", "event_time_mmpp", "latency_over_time_a1_a2",
                 "latency_over_time_event_time", "mmpp_latency_over_time")
 
@@ -138,7 +138,7 @@ def profile(tmp_path_factory) -> tuple[FigureContext, dict]:
         write_run_summary(run, config, summary / "runs" / f"{run_id}.json",
                           summary / "windows" / f"{run_id}.csv",
                           summary / "series" / f"{run_id}.csv")
-    for table in ("runs", "stress", "headline"):
+    for table in ("runs", "stress", "headline", "cpu"):
         build_table(table, summary, config).to_csv(summary / f"{table}.csv", index=False)
     return FigureContext.from_config(summary, config), config
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from synthetic_runs import fabricate_run, fabricate_staircase_backlog
 
@@ -94,7 +95,7 @@ def _build(root: Path) -> tuple[dict, Path]:
         write_run_summary(raw, config, summary / "runs" / f"{run_id}.json",
                           summary / "windows" / f"{run_id}.csv",
                           summary / "series" / f"{run_id}.csv")
-    for name in ("runs", "search", "stress", "correctness", "headline"):
+    for name in ("runs", "search", "stress", "correctness", "headline", "cpu"):
         build_table(name, summary, config).to_csv(summary / f"{name}.csv", index=False)
     faults_table(config, summary, data / "raw").to_csv(summary / "faults.csv", index=False)
     return config, summary
@@ -282,6 +283,16 @@ def _typed_numbers(text: str) -> list[str]:
     for expression in re.findall(r"\{\{.*?\}\}|\{%.*?%\}", text, flags=re.S):
         found += re.findall(r"[\"'](\d[\d,.]*)[\"']", expression)
     return found
+
+
+def test_the_cpu_section_prints_the_cpu_table(built):
+    # fabricate_run samples the SUT at 80 % of a core: 0.8e6 / rate CPU-us per event.
+    table = pd.read_csv(built["summary"] / "cpu.csv")
+    row = table[(table["kind"] == "per_event") & (table["scope"] == "sut")].iloc[0]
+    assert row["median"] == pytest.approx(0.8e6 / row["rate_eps"], rel=0.01)
+    section = built["md"].split("## Where the CPU goes")[1].split("\n## ")[0]
+    assert f"| {row['subject']} | {row['rate_eps']:,.0f} | {row['median']:.1f}" in section
+    assert "no CPU split" in section and "This profile has no CPU samples" not in section
 
 
 def test_the_paper_template_types_no_result_number() -> None:

@@ -82,10 +82,14 @@ QUICK_RUNS = {
                             "flink-spp-r20000-p1-wm500") for rep in ("", "-rep2", "-rep3")),
     # MMPP at 1x and 2x t_h
     *(f"{p}-mmpp-th{k}x" for p in ("a3", "spark", "flink") for k in (1, 2)),
+    # knobs: Spark's trigger at 2 s (250 ms is the event_time run), 3 times
+    *(f"spark-spp-r20000-trig2000{rep}" for rep in ("", "-rep2", "-rep3")),
 }
 PROFILE_PLAN = {  # runs, search repetitions, searches
     "quick": (len(QUICK_RUNS), 3 * 3, 3),
-    "full": (115, 6 * 3, 6),  # 115 runs: the quick runs' groups at full size (full.yaml)
+    # 133 runs: the quick runs' groups at full size (full.yaml), 115 of them without the
+    # knobs group's 6 new settings x 3 repetitions
+    "full": (133, 6 * 3, 6),
 }
 
 
@@ -101,7 +105,7 @@ def test_dry_run_plans_every_run_once(profile, tmp_path):
     assert counts["summarize_run"] == runs
     assert counts["search_throughput"] == search_reps
     assert counts["combine_search"] == search_count
-    assert counts["figure"] == 11 and counts["paper"] == 1
+    assert counts["figure"] == 12 and counts["paper"] == 1
     planned = set(re.findall(r"^\s+output: data/\w+/raw/(\S+)$", proc.stdout, flags=re.M))
     assert len(planned) == runs  # each run once
     if profile == "quick":
@@ -144,6 +148,7 @@ SYNTHETIC = {
                              "rates_eps": [20000], "vary": {"parallelism": [1, 2]}}],
             "watermark_delay": [{"pipelines": ["spark"], "processes": ["spp"],
                                  "rates_eps": [20000], "vary": {"watermark_delay_ms": [500]}}],
+            "knobs": [],
         },
         "at_threshold": {"pipelines": ["flink"], "process": "mmpp", "search_process": "spp",
                          "multiples": [1, 2]},

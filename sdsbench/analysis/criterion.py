@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sdsbench.numbers import as_number
+
 #: The latency statistic the criterion bounds (a key of a run summary).
 LATENCY_STATISTIC = "latency_above_delay_ms_p95"
 #: The latency trend is tested only on at least this many steady firings.
@@ -48,11 +50,7 @@ class Criterion:
 
 
 def _num(summary: dict[str, Any], key: str) -> float:
-    value = summary.get(key)
-    try:
-        return math.nan if value is None else float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    return as_number(summary.get(key))
 
 
 def _count(value: float) -> str:

@@ -42,6 +42,8 @@ from typing import Any
 
 import pandas as pd
 
+from sdsbench.numbers import as_number
+
 HEADLINE_FILE = "headline.csv"
 REQUIRED_COLUMNS = (
     "key", "metric", "unit", "median", "lo", "hi", "n_repetitions", "interval_lo",
@@ -169,14 +171,6 @@ def _truthy(value: Any) -> bool:
 # ---------------------------------------------------------------- the rule
 
 
-def _num(value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return v
-
-
 def widen(lo: float, hi: float, tolerance: float) -> tuple[float, float]:
     """[lo, hi] widened by the relative tolerance: [lo - t*|lo|, hi + t*|hi|]."""
     return (lo - tolerance * abs(lo) if math.isfinite(lo) else lo,
@@ -187,10 +181,10 @@ def spread(row: Mapping[str, Any]) -> tuple[float, float] | None:
     """The spread [lo, hi] of one number; None when it was not measured (median NaN).
     A missing lo/hi falls back to the median; the spread always includes the median; a
     lower bound has hi = inf."""
-    median = _num(row.get("median"))
+    median = as_number(row.get("median"))
     if math.isnan(median):
         return None
-    lo, hi = _num(row.get("lo")), _num(row.get("hi"))
+    lo, hi = as_number(row.get("lo")), as_number(row.get("hi"))
     lo = median if math.isnan(lo) else min(lo, median)
     hi = median if math.isnan(hi) else max(hi, median)
     if _truthy(row.get("lower_bound", False)):
@@ -202,7 +196,7 @@ def interval(row: Mapping[str, Any]) -> tuple[float, float] | None:
     """The t_h search's interval [highest pass, lowest fail); None when it has none (no
     interval_lo, or no interval_hi and not a lower bound, or an empty interval). A lower
     bound's interval is open upwards."""
-    lo, hi = _num(row.get("interval_lo")), _num(row.get("interval_hi"))
+    lo, hi = as_number(row.get("interval_lo")), as_number(row.get("interval_hi"))
     if math.isnan(lo):
         return None
     if math.isnan(hi):
@@ -273,7 +267,7 @@ def _compare_pair(a: Mapping[str, Any], b: Mapping[str, Any],
         return {"verdict": AGREE, "note": f"spreads overlap{widened}",
                 "tolerance_needed": tolerance_needed(sa, sb)}
     need = tolerance_needed(sa, sb)
-    single = [side for side, row in (("A", a), ("B", b)) if _num(row["n_repetitions"]) < 2]
+    single = [side for side, row in (("A", a), ("B", b)) if as_number(row["n_repetitions"]) < 2]
     if single and not (is_t_h(a) or is_t_h(b)):
         return {"verdict": NO_SPREAD,
                 "note": f"one repetition in {' and '.join(single)}: no spread to judge by; "
@@ -358,7 +352,7 @@ def exit_code(report: pd.DataFrame) -> int:
 
 
 def format_number(value: Any) -> str:
-    v = _num(value)
+    v = as_number(value)
     if math.isnan(v):
         return "nan"
     if math.isinf(v):
@@ -374,14 +368,14 @@ def side_cell(report_row: Mapping[str, Any], prefix: str) -> str:
     if report_row["verdict"] == (ONLY_B if prefix == "a" else ONLY_A):
         return "-"
     g = {c: report_row[f"{prefix}_{c}"] for c in SIDE_COLUMNS}
-    if math.isnan(_num(g["median"])):
+    if math.isnan(as_number(g["median"])):
         return "not measured"
-    n = _num(g["n_repetitions"])
+    n = as_number(g["n_repetitions"])
     mark = ">=" if _truthy(g["lower_bound"]) else ""
     cell = (f"{mark}{format_number(g['median'])} [{format_number(g['lo'])}, "
             f"{format_number(g['hi'])}] n={format_number(n) if not math.isnan(n) else '?'}")
-    if not math.isnan(_num(g["interval_lo"])) or not math.isnan(_num(g["interval_hi"])):
-        hi = _num(g["interval_hi"])
+    if not math.isnan(as_number(g["interval_lo"])) or not math.isnan(as_number(g["interval_hi"])):
+        hi = as_number(g["interval_hi"])
         cell += (f" int [{format_number(g['interval_lo'])}, "
                  f"{'inf' if math.isnan(hi) and _truthy(g['lower_bound']) else format_number(hi)})")
     return cell

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from sdsbench.analysis import engine_metrics, flow, latency, oracle, staircase
+from sdsbench.analysis import cpu_cost, engine_metrics, flow, latency, oracle, staircase
 from sdsbench.analysis.criterion import Criterion, sustainable
 from sdsbench.analysis.rundata import RunData, RunDataError, load_run
 from sdsbench.contract import WINDOW_MS
@@ -217,6 +217,11 @@ def summarize_run(
     summary |= check
     summary["rejected_events"] = _rejects_total(run)
     summary |= _resource_stats(run, start_ms, end_ms)
+    # CPU per event over the steady windows only: the first seconds pay for JIT and caches.
+    cpu_start_ms = min(steady_starts) if steady_starts else start_ms + warmup_s * 1000.0
+    summary |= cpu_cost.steady_cpu(run.metric("resources"), run.rate, start_ms, cpu_start_ms,
+                                   end_ms)
+    summary |= cpu_cost.spark_batch_phases(run.metric("spark_progress"), cpu_start_ms, end_ms)
     summary |= _watermark_stats(run, start_ms, end_ms)
     summary |= flow.watermark_lag_slope(engine_metrics.watermark_series(run),
                                         start_ms + warmup_s * 1000.0, end_ms)

@@ -6,7 +6,10 @@
 - ``correctness``: per run, the oracle's counts against the generator's truth;
 - ``headline``: the numbers the paper compares, each over its repetitions (median, min,
   max, the values, the steady-state firings it rests on); the reproducibility check
-  (``sdsbench.analysis.reproducibility``) compares two such tables.
+  (``sdsbench.analysis.reproducibility``) compares two such tables;
+- ``cpu``: where the CPU goes (``sdsbench.analysis.cpu_cost``): per configuration and
+  scope, CPU microseconds per event over its repetitions; per pipeline, the fit of its CPU
+  into a fixed part, a part per event and (Spark) per micro-batch; Spark's batch phases.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from sdsbench.analysis import cpu_cost
+from sdsbench.numbers import as_number
 
 CORRECTNESS_COLUMNS = (
     "run_id", "pipeline", "process", "offered_rate_eps", "correctness_source", "fields",
@@ -54,6 +60,12 @@ HEADLINE_COLUMNS = (
     "n_repetitions", "pooled", "firings", "interval_lo", "interval_hi", "lower_bound", "values",
 )
 HEADLINE_GROUPS = ("event_time", "parallelism", "watermark_delay")
+CPU_COLUMNS = (
+    "key", "kind", "subject", "pipeline", "parallelism", "scope", "metric", "unit", "rate_eps",
+    "median", "lo", "hi", "n", "residual_rms", "runs",
+)
+# The runs whose CPU the cpu table reads: the matrix without fault injections.
+CPU_GROUPS = ("baseline", "event_time", "parallelism", "watermark_delay", "at_threshold")
 HEADLINE_LATENCY = "latency_above_delay"
 
 
@@ -162,12 +174,8 @@ def headline_table(
                     "pooled": math.nan,
                     "firings": math.nan, "interval_lo": interval[0], "interval_hi": interval[1],
                     "lower_bound": bool(s["t_h_is_lower_bound"])})
-    by_base: dict[str, list[dict[str, Any]]] = {}
     member = {r for g in HEADLINE_GROUPS for r in groups.get(g, [])}
-    for row in rows:
-        if row["run_id"] in member:
-            by_base.setdefault(row.get("base_run_id") or row["run_id"], []).append(row)
-    for base, reps in by_base.items():
+    for base, reps in _base_groups([r for r in rows if r["run_id"] in member]).items():
         group = next(g for g in HEADLINE_GROUPS if reps[0]["run_id"] in groups.get(g, []))
         steady = [w[w["steady"].astype(bool)] for r in reps
                   if (w := windows.get(r["run_id"])) is not None and "steady" in w]
@@ -182,6 +190,63 @@ def headline_table(
                     "firings": firings, "interval_lo": math.nan, "interval_hi": math.nan,
                     "lower_bound": False})
     return pd.DataFrame(out, columns=list(HEADLINE_COLUMNS))
+
+
+def _base_groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_base: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_base.setdefault(row.get("base_run_id") or row["run_id"], []).append(row)
+    return by_base
+
+
+def _us_per_event(row: dict[str, Any], scope: str) -> float:
+    """CPU-us per event of one scope, or of all sampled scopes together (``total``)."""
+    if scope != "total":
+        return as_number(row.get(f"cpu_{scope}_us_per_event"))
+    parts = [_us_per_event(row, s) for s in cpu_cost.SCOPES]
+    parts = [p for p in parts if not math.isnan(p)]
+    return sum(parts) if parts else math.nan
+
+
+def cpu_table(rows: list[dict[str, Any]], groups: dict[str, list[str]]) -> pd.DataFrame:
+    """The ``cpu`` table (module docstring); the runs each fit uses:
+    ``cpu_cost.fit_runs``."""
+    member = {r for g in CPU_GROUPS for r in groups.get(g, [])}
+    rows = [r for r in rows if r["run_id"] in member]
+    out: list[dict[str, Any]] = []
+
+    def add(**row: Any) -> None:
+        out.append({k: row.get(k, math.nan) for k in CPU_COLUMNS})
+
+    for base, reps in _base_groups(rows).items():
+        first = reps[0]
+        common = {"subject": base, "pipeline": first["pipeline"],
+                  "parallelism": first.get("parallelism"),
+                  "rate_eps": _spread([r.get("cpu_span_eps") for r in reps])["median"]}
+        for scope in (*cpu_cost.SCOPES, "total"):
+            spread = _spread([_us_per_event(r, scope) for r in reps])
+            add(key=f"cpu/{base}/{scope}", kind="per_event", scope=scope,
+                metric="us_per_event", unit="CPU-us per event", n=spread["n_repetitions"],
+                **common, **{k: spread[k] for k in ("median", "lo", "hi")})
+        if first["pipeline"] == "spark":
+            for phase in ("batches_per_s", "batch_input_rows_p50",
+                          *(f"{p}_ms_p50" for p in cpu_cost.SPARK_PHASES)):
+                spread = _spread([r.get(f"spark_{phase}") for r in reps])
+                add(key=f"spark_phase/{base}/{phase}", kind="spark_phase", scope="sut",
+                    metric=phase, unit="ms" if phase.endswith("_ms_p50") else "",
+                    n=spread["n_repetitions"], **common,
+                    **{k: spread[k] for k in ("median", "lo", "hi")})
+    for pipeline in sorted({r["pipeline"] for r in rows}):
+        mine = cpu_cost.fit_runs(rows, pipeline)
+        names = cpu_cost.regressors_of(pipeline)
+        fit = cpu_cost.fit_cost(mine, names)
+        for name in names:
+            add(key=f"fit/{pipeline}/{name}", kind="fit", subject=pipeline, pipeline=pipeline,
+                parallelism=mine[0].get("parallelism") if mine else math.nan, scope="sut",
+                metric=name, unit=cpu_cost.REGRESSORS[name], median=fit[name],
+                lo=fit[f"{name}_lo"], hi=fit[f"{name}_hi"], n=fit["n_runs"],
+                residual_rms=fit["residual_rms"], runs=fit["runs"])
+    return pd.DataFrame(out, columns=list(CPU_COLUMNS))
 
 
 def correctness_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -210,4 +275,6 @@ def build_table(name: str, summary_dir: str | Path, config: dict[str, Any]) -> p
                    for g in HEADLINE_GROUPS for r in groups.get(g, [])}
         return headline_table(load_searches(summary_dir, search_ids),
                               load_run_summaries(summary_dir, run_ids), groups, windows)
+    if name == "cpu":
+        return cpu_table(load_run_summaries(summary_dir, run_ids), groups)
     raise ValueError(f"unknown table {name!r}")

@@ -365,4 +365,5 @@ def figure_inputs(
         "parallelism": [runs_table],
         "watermark_delay": [runs_table],
         "e2e_latency_all": [runs_table, *search_files],
+        "cpu_cost": [runs_table, f"{summary}/cpu.csv"],
     } | ({"generator_benchmark": [generator_bench]} if generator_bench else {})

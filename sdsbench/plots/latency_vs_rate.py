@@ -10,6 +10,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from sdsbench.numbers import as_number
 from sdsbench.plots.common import FigureContext, color, empty_figure, label, ordered, panel_grid
 
 CAPTION = (
@@ -38,14 +39,6 @@ VERDICTS: dict[str, dict[str, Any]] = {
 REP_STYLES = ("-", "--", ":", "-.")
 
 
-def _num(value: Any) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return x
-
-
 def _steps(trial: dict[str, Any]) -> list[dict[str, Any]]:
     """The staircase's steps as the search judged them (``steps``: the verdicts t_h rests
     on), else today's re-analysis (``steps_now``)."""
@@ -53,16 +46,16 @@ def _steps(trial: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _backlog(step: dict[str, Any]) -> tuple[float, str]:
-    wm = _num(step.get("watermark_backlog_ms_max"))
+    wm = as_number(step.get("watermark_backlog_ms_max"))
     if not math.isnan(wm):
         return wm, "watermark"
-    return _num(step.get("input_backlog_ms_max")), "input"
+    return as_number(step.get("input_backlog_ms_max")), "input"
 
 
 def _steady_backlog(row: dict[str, Any] | None) -> float:
     if not row:
         return math.nan
-    return _num(row.get("watermark_lag_ms_max")) - _num(row.get("configured_delay_ms"))
+    return as_number(row.get("watermark_lag_ms_max")) - as_number(row.get("configured_delay_ms"))
 
 
 def _mark(ax: Any, x: float, y: float, verdict: str | None, c: str, size: float,
@@ -74,7 +67,7 @@ def _mark(ax: Any, x: float, y: float, verdict: str | None, c: str, size: float,
 
 
 def _k(rate: float | None) -> str:
-    return "?" if rate is None or math.isnan(_num(rate)) else f"{float(rate) / 1000:,.3g}k"
+    return "?" if rate is None or math.isnan(as_number(rate)) else f"{float(rate) / 1000:,.3g}k"
 
 
 def _draw_search(ax: Any, s: dict[str, Any], bound: float) -> set[str]:
