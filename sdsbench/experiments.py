@@ -112,7 +112,7 @@ def repetitions_of(config: dict[str, Any], block: dict[str, Any] | None = None) 
 
 _SHORT = {"parallelism": "p", "watermark_delay_ms": "wm", "watermark_bound_ms": "wm",
           "shuffle_partitions": "sp", "master": "", "trigger_ms": "trig",
-          "watermark_interval_ms": "wmi"}
+          "watermark_interval_ms": "wmi", "buffer_timeout_ms": "bt"}
 
 
 def _id_safe(value: Any) -> str:

@@ -15,9 +15,9 @@ from sdsbench.paths import REPO_ROOT
 PACKAGES = ("sdsbench", "engines")
 # Imported by the engine virtualenvs (Spark, Flink) as well as the main one: the standard
 # library only.
-CORE = ("sdsbench.paths", "sdsbench.numbers", "sdsbench.contract", "sdsbench.rundir", "sdsbench.process_control",
-        "sdsbench.engine_session", "engines.common.jvm_job_config", "engines.spark.job_config",
-        "engines.flink.job_config", "engines.flink.ctr_sql")
+CORE = ("sdsbench.paths", "sdsbench.numbers", "sdsbench.contract", "sdsbench.rundir",
+        "sdsbench.process_control", "sdsbench.engine_session", "engines.common.jvm_job_config",
+        "engines.spark.job_config", "engines.flink.job_config", "engines.flink.ctr_sql")
 MAX_LINES = 520
 
 

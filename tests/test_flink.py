@@ -51,7 +51,7 @@ def _job_dict(**override: Any) -> dict[str, Any]:
         "dead_letter_topic": "d", "late_topic": "l", "group_id": "g", "campaigns": 10,
         "ads_per_campaign": 100, "jars": [], "parallelism": 1, "watermark_delay_ms": 2000,
         "idle_timeout_ms": 5000, "allowed_lateness_ms": 0, "watermark_interval_ms": 200,
-        "checkpoint_interval_ms": 5000, "state_backend": "hashmap",
+        "buffer_timeout_ms": 10, "checkpoint_interval_ms": 5000, "state_backend": "hashmap",
         "delivery_guarantee": "at-least-once", "jobmanager_address": None, "rest_port": 8081,
         "metrics_interval_ms": 1000, "checkpoint_dir": "/tmp/cp", "not_json_dead_letters": True,
         "warmup_topic": None, "flink_options": {}, "session_warmup_topic": None,
@@ -64,6 +64,7 @@ def test_job_config_names_the_bad_key() -> None:
     for key, value in (("state_backend", "memory"), ("delivery_guarantee", "maybe"),
                        ("parallelism", 0), ("watermark_delay_ms", -1),
                        ("watermark_delay_ms", 1_000_000), ("idle_timeout_ms", 0),
+                       ("buffer_timeout_ms", 0),
                        ("not_json_dead_letters", "yes")):
         with pytest.raises(ValueError, match=key):
             JobConfig.from_dict(_job_dict(**{key: value}))
@@ -119,6 +120,14 @@ def test_warmup_runs_the_same_plan_over_its_own_topic_into_blackholes() -> None:
     assert "execution.checkpointing.interval" not in ctr_job.flink_settings(warm, False)
     with pytest.raises(ValueError):
         job_config.warmup_config(JobConfig.from_dict(_job_dict()))
+
+
+def test_latency_knobs_become_flink_settings() -> None:
+    settings = ctr_job.flink_settings(JobConfig.from_dict(_job_dict(watermark_interval_ms=50)))
+    assert settings["execution.buffer-timeout.interval"] == "10 ms"
+    assert settings["pipeline.auto-watermark-interval"] == "50 ms"
+    default = ctr_job.flink_settings(JobConfig.from_dict(_job_dict(buffer_timeout_ms=None)))
+    assert "execution.buffer-timeout.interval" not in default  # Flink's own default
 
 
 def test_intervals_are_exact_milliseconds() -> None:
@@ -348,7 +357,8 @@ def test_two_runs_share_one_session_with_their_own_job_settings(
     # port, an extra Flink option): read back from its own mini-cluster.
     for n, params in enumerate([
         _session_params(),
-        _session_params(parallelism=2, checkpoint_interval_ms=2000,
+        _session_params(parallelism=2, checkpoint_interval_ms=2000, buffer_timeout_ms=25,
+                        watermark_interval_ms=150,
                         flink_options={"execution.checkpointing.timeout": "77 s"}),
     ]):
         run_id = f"t-flink-session{n}-{uuid.uuid4().hex[:6]}"
@@ -366,8 +376,8 @@ def test_two_runs_share_one_session_with_their_own_job_settings(
     assert pid_alive(second["server_pid"])  # idle again, waiting for the next run
     assert _ready(outs[0])["rest_url"] != _ready(outs[1])["rest_url"]
 
-    for out, parallelism, interval, timeout in ((outs[0], 1, 1000, 600_000),
-                                                (outs[1], 2, 2000, 77_000)):
+    for out, parallelism, interval, timeout, buffer_ms, watermark_ms in (
+            (outs[0], 1, 1000, 600_000, 10, 200), (outs[1], 2, 2000, 77_000, 25, 150)):
         summary = json.loads((out / "metrics" / "flink_summary.json").read_text())
         assert summary["drained"] and summary["session"]["key"] == first["key"], summary
         _assert_windows_match_truth(out, summary["final_watermark_ms"])
@@ -377,6 +387,10 @@ def test_two_runs_share_one_session_with_their_own_job_settings(
         assert checkpoints["interval"] == interval and checkpoints["timeout"] == timeout
         execution = json.loads((out / "flink" / "job_execution_config.json").read_text())
         assert execution["execution-config"]["job-parallelism"] == parallelism
+        cluster = {e["key"]: e["value"] for e in json.loads(
+            (out / "flink" / "job_cluster_config.json").read_text())}
+        assert cluster["execution.buffer-timeout.interval"] == f"{buffer_ms} ms"
+        assert cluster["pipeline.auto-watermark-interval"] == f"{watermark_ms} ms"
         # The run's part of the session's logs, and only that part.
         job_log = (out / "flink" / "job.log").read_text()
         assert f"run {out.name}" in job_log

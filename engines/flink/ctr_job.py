@@ -68,6 +68,9 @@ def flink_settings(cfg: JobConfig, checkpointing: bool = True) -> dict[str, str]
             "execution.checkpointing.storage": "filesystem",
             "execution.checkpointing.dir": Path(cfg.checkpoint_dir).resolve().as_uri(),
         })
+    if cfg.buffer_timeout_ms is not None:
+        settings.update({"execution.buffer-timeout.enabled": "true",
+                         "execution.buffer-timeout.interval": f"{cfg.buffer_timeout_ms} ms"})
     if cfg.idle_timeout_ms is not None:
         settings["table.exec.source.idle-timeout"] = f"{cfg.idle_timeout_ms} ms"
     if cfg.allowed_lateness_ms > 0:

@@ -56,6 +56,7 @@ class JobConfig(JvmJobConfig):
     idle_timeout_ms: int | None
     allowed_lateness_ms: int
     watermark_interval_ms: int
+    buffer_timeout_ms: int | None  # execution.buffer-timeout.interval; None: Flink's default
     checkpoint_interval_ms: int
     state_backend: str
     delivery_guarantee: str
@@ -81,7 +82,7 @@ class JobConfig(JvmJobConfig):
                    MAX_INTERVAL_MS)
         if not isinstance(data["not_json_dead_letters"], bool):
             raise ValueError("flink job config key not_json_dead_letters: must be a boolean")
-        check_ints("flink", data, ("idle_timeout_ms",), 1, nullable=True)
+        check_ints("flink", data, ("idle_timeout_ms", "buffer_timeout_ms"), 1, nullable=True)
         check_choice("flink", data, "state_backend", STATE_BACKENDS)
         check_choice("flink", data, "delivery_guarantee", DELIVERY_GUARANTEES)
         check_jars("flink", data["jars"])

@@ -160,7 +160,8 @@ def job_config(run_id: str, bootstrap: str, params: dict[str, Any], workload: di
         "checkpoint_dir": str(paths.flink_dir / "checkpoints"),
         **{k: params[k] for k in (
             "parallelism", "watermark_delay_ms", "idle_timeout_ms", "allowed_lateness_ms",
-            "watermark_interval_ms", "checkpoint_interval_ms", "state_backend",
+            "watermark_interval_ms", "buffer_timeout_ms", "checkpoint_interval_ms",
+            "state_backend",
             "delivery_guarantee", "jobmanager_address", "not_json_dead_letters",
             "metrics_interval_ms", "flink_options")},
     })
@@ -487,7 +488,10 @@ class Pipeline(JvmJobDriver):
         # What the job really ran with (a session's JVM serves many jobs: the per-job
         # settings are read back from the job's own mini-cluster, not assumed).
         for name, path in (("job_plan.json", "/plan"), ("job_execution_config.json", "/config"),
-                           ("job_checkpoint_config.json", "/checkpoints/config")):
+                           ("job_checkpoint_config.json", "/checkpoints/config"),
+                           # the cluster configuration the job ran under (buffer timeout,
+                           # watermark interval, ...): key-value pairs
+                           ("job_cluster_config.json", "/jobmanager/config")):
             try:
                 write_json_atomic(run.paths.flink_dir / name,
                                   run.rest.get(f"/jobs/{run.job_id}{path}"))
