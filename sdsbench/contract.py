@@ -192,3 +192,10 @@ def parse_output_record(raw: bytes | str) -> dict[str, Any]:
     if missing:
         raise ValueError(f"output record lacks fields {missing}: {record!r}")
     return record
+
+
+# ------------------------------------------------------- engine metrics read by the analysis
+# Cumulative counters of the Spark job's JVM, one column each in metrics/spark_progress.csv
+# (engines.spark.progress.JvmCounters writes them, sdsbench.analysis.cpu_cost reads them).
+SPARK_JVM_COUNTERS: tuple[str, ...] = (
+    "jvm_cpu_ms", "jit_compile_ms", "gc_ms", "codegen_compilations")

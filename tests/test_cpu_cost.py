@@ -58,11 +58,17 @@ def test_spark_phases_of_the_batches_in_the_span():
         "num_input_rows": [0, 100, 300, 200, 400, 0, 9],
         "trigger_execution_ms": [900, 10, 30, 20, 40, 900, 1],
         **{f"{p}_ms": [900, 1, 3, 2, 4, 900, 1] for p in cpu_cost.SPARK_PHASES},
+        # cumulative JVM counters: batches in the span cost 100, 200, 300, 400 CPU-ms
+        "jvm_cpu_ms": [5000, 5100, 5300, 5600, 6000, 9000, 1],
+        "codegen_compilations": [40, 41, 41, 41, 41, 50, 0],
     })
     out = cpu_cost.spark_batch_phases(progress, T0 + 10_000, T0 + 20_000)
     assert out["spark_batches_per_s"] == pytest.approx(0.4)  # 4 batches in 10 s
     assert out["spark_batch_input_rows_p50"] == 250.0
     assert out["spark_add_batch_ms_p50"] == 2.5
+    assert out["spark_jvm_cpu_ms_per_batch_mean"] == pytest.approx(250.0)
+    assert out["spark_codegen_compilations_per_batch_mean"] == pytest.approx(0.25)
+    assert "spark_gc_ms_per_batch_mean" not in out  # not recorded: absent, not zero
     assert cpu_cost.spark_batch_phases(None, 0, 1) == {}
 
 

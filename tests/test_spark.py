@@ -287,6 +287,10 @@ def test_spark_run_matches_truth_minus_watermark_drops(
     assert ctr["num_input_rows"].sum() == audit["records_replayed"]
     assert (ctr["batch_duration_ms"] > 0).all()
     assert ctr["rows_dropped_by_watermark"].sum() == audit["rows_dropped_reported"]
+    # The JVM's cumulative counters, read at every batch: they only grow, and the CPU does.
+    for counter in contract.SPARK_JVM_COUNTERS:
+        assert ctr[counter].notna().all() and ctr[counter].is_monotonic_increasing, counter
+    assert ctr["jvm_cpu_ms"].iloc[-1] > ctr["jvm_cpu_ms"].iloc[0]
     lag = pd.read_csv(out / "metrics" / "lag.csv")
     assert len(lag) and (lag["lag"] >= 0).all()
     resources = pd.read_csv(out / "metrics" / "resources.csv")

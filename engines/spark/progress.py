@@ -15,6 +15,11 @@ Column notes:
   from ``engines.spark.late_audit``.
 - ``observed_rejects``: the batch's reject counts per reason (JSON), observed by the CTR
   query before it drops the rejected records (``engines.spark.ctr_query.build``).
+- ``jvm_cpu_ms``, ``jit_compile_ms``, ``gc_ms``, ``codegen_compilations``: cumulative
+  counters of the job's JVM when the event arrived (``JvmCounters``): CPU time of the
+  process (user + system, /proc, 10 ms ticks), JIT compilation time, GC time and Spark's
+  generated-code compilations. Their differences between consecutive batches are what a
+  batch cost, and whether code is generated again every batch.
 - ``offsets_behind_latest``: sum over partitions of (latest offset seen when the batch was
   planned - the batch's end offset): backlog Spark left for later batches. Spark commits
   no consumer-group offsets, so the driver also samples lag against the topic's end
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import threading
 import time
 from datetime import datetime
@@ -34,6 +40,7 @@ from typing import Any
 from pyspark.sql.streaming import StreamingQueryListener
 
 from engines.spark.job_config import REJECTS_OBSERVATION
+from sdsbench.contract import SPARK_JVM_COUNTERS
 from sdsbench.rundir import write_json_atomic
 
 PROGRESS_COLUMNS: tuple[str, ...] = (
@@ -46,6 +53,7 @@ PROGRESS_COLUMNS: tuple[str, ...] = (
     "rows_dropped_by_watermark", "sink_output_rows",
     "offsets_behind_latest", "avg_offsets_behind_latest", "max_offsets_behind_latest",
     "start_offsets", "end_offsets", "latest_offsets", "observed_rejects",
+    *SPARK_JVM_COUNTERS,
 )
 
 
@@ -130,6 +138,37 @@ def progress_row(progress: dict[str, Any], received_ms: int) -> dict[str, Any]:
     }
 
 
+class JvmCounters:
+    """The ``SPARK_JVM_COUNTERS`` of the job's JVM (module docstring), read through py4j (a few
+    round trips) and /proc; ``read`` gives None for all when they cannot be read."""
+
+    def __init__(self, jvm: Any) -> None:
+        try:
+            management = jvm.java.lang.management.ManagementFactory
+            self._stat: Path | None = Path(
+                f"/proc/{jvm.java.lang.ProcessHandle.current().pid()}/stat")
+            self._jit = management.getCompilationMXBean()
+            self._gcs = list(management.getGarbageCollectorMXBeans())
+            self._codegen = jvm.org.apache.spark.metrics.source.CodegenMetrics \
+                .METRIC_COMPILATION_TIME()
+        except Exception:  # noqa: BLE001 - counters are extra; the progress row is not
+            self._stat = None
+
+    def read(self) -> dict[str, int | None]:
+        if self._stat is None:
+            return dict.fromkeys(SPARK_JVM_COUNTERS)
+        try:
+            # Fields 14 and 15 of /proc/<pid>/stat (after the command in parentheses).
+            fields = self._stat.read_text().rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            return {"jvm_cpu_ms": ticks * 1000 // os.sysconf("SC_CLK_TCK"),
+                    "jit_compile_ms": int(self._jit.getTotalCompilationTime()),
+                    "gc_ms": sum(int(b.getCollectionTime()) for b in self._gcs),
+                    "codegen_compilations": int(self._codegen.getCount())}
+        except Exception:  # noqa: BLE001
+            return dict.fromkeys(SPARK_JVM_COUNTERS)
+
+
 class _JsonProgressBridge:
     """The Java side of the listener (a py4j callback object), reduced to what we use.
 
@@ -139,14 +178,15 @@ class _JsonProgressBridge:
     event's JSON only: two round trips.
     """
 
-    def __init__(self, recorder: ProgressRecorder) -> None:
+    def __init__(self, recorder: ProgressRecorder, counters: JvmCounters) -> None:
         self.recorder = recorder
+        self.counters = counters
 
     def onQueryStarted(self, jevent: Any) -> None:
         pass
 
     def onQueryProgress(self, jevent: Any) -> None:
-        self.recorder.record(json.loads(jevent.progress().json()))
+        self.recorder.record(json.loads(jevent.progress().json()), self.counters.read())
 
     def onQueryIdle(self, jevent: Any) -> None:
         pass
@@ -184,17 +224,19 @@ class ProgressRecorder(StreamingQueryListener):
         if not hasattr(self, "_bridge"):
             from pyspark import SparkContext
 
-            self._bridge = SparkContext._jvm.PythonStreamingQueryListenerWrapper(
-                _JsonProgressBridge(self))
+            jvm = SparkContext._jvm
+            self._bridge = jvm.PythonStreamingQueryListenerWrapper(
+                _JsonProgressBridge(self, JvmCounters(jvm)))
         return self._bridge
 
     def onQueryProgress(self, event: Any) -> None:
         # Only reached through PySpark's own bridge (if a PySpark version ignores ours).
         self.record(json.loads(event.progress.json))
 
-    def record(self, progress: dict[str, Any]) -> None:
+    def record(self, progress: dict[str, Any],
+               counters: dict[str, int | None] | None = None) -> None:
         received_ms = time.time_ns() // 1_000_000
-        row = progress_row(progress, received_ms)
+        row = progress_row(progress, received_ms) | (counters or dict.fromkeys(SPARK_JVM_COUNTERS))
         with self._lock:
             if self._fh.closed:
                 return

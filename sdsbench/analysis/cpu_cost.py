@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sdsbench.contract import SPARK_JVM_COUNTERS
 from sdsbench.numbers import as_number
 
 SERVICE_SCOPES = ("kafka", "postgres")
@@ -83,10 +84,24 @@ def spark_batch_phases(
                    & (progress["batch_time_ms"] < span_end_ms)]
     span_s = (span_end_ms - span_start_ms) / 1000.0
     out = {"spark_batches_per_s": len(ctr) / span_s if span_s > 0 else math.nan,
+           **_per_batch_counters(progress[progress["query"] == "ctr"], ctr.index),
            "spark_batch_input_rows_p50": _median(ctr, "num_input_rows"),
            "spark_trigger_execution_ms_p50": _median(ctr, "trigger_execution_ms")}
     for phase in SPARK_PHASES:
         out[f"spark_{phase}_ms_p50"] = _median(ctr, f"{phase}_ms")
+    return out
+
+
+def _per_batch_counters(ctr: pd.DataFrame, selected: pd.Index) -> dict[str, float]:
+    """Mean per batch of the JVM's counters (``contract.SPARK_JVM_COUNTERS``, cumulative):
+    each batch's difference to the batch before it, over the ``selected`` batches
+    (``spark_<counter>_per_batch_mean``). Absent for runs recorded without them."""
+    out = {}
+    ordered = ctr.sort_values("batch_time_ms")
+    for counter in SPARK_JVM_COUNTERS:
+        if counter in ordered:
+            delta = pd.to_numeric(ordered[counter], errors="coerce").diff()
+            out[f"spark_{counter}_per_batch_mean"] = float(delta.loc[selected].mean())
     return out
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from sdsbench.analysis import cpu_cost
+from sdsbench.contract import SPARK_JVM_COUNTERS
 from sdsbench.numbers import as_number
 
 CORRECTNESS_COLUMNS = (
@@ -230,7 +231,8 @@ def cpu_table(rows: list[dict[str, Any]], groups: dict[str, list[str]]) -> pd.Da
                 **common, **{k: spread[k] for k in ("median", "lo", "hi")})
         if first["pipeline"] == "spark":
             for phase in ("batches_per_s", "batch_input_rows_p50",
-                          *(f"{p}_ms_p50" for p in cpu_cost.SPARK_PHASES)):
+                          *(f"{p}_ms_p50" for p in cpu_cost.SPARK_PHASES),
+                          *(f"{c}_per_batch_mean" for c in SPARK_JVM_COUNTERS)):
                 spread = _spread([r.get(f"spark_{phase}") for r in reps])
                 add(key=f"spark_phase/{base}/{phase}", kind="spark_phase", scope="sut",
                     metric=phase, unit="ms" if phase.endswith("_ms_p50") else "",
