@@ -353,10 +353,13 @@ def run_settings(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]
     """Everything a run's result depends on besides code and its spec. The workflow
     passes it as a rule parameter, so changing any of it reruns exactly the runs it
     affects (a pipeline's section only that pipeline's runs)."""
+    # run.load_cpus at its default (null) is left out: results recorded before the key
+    # existed had no split either, and must not rerun.
+    run = {k: v for k, v in config["run"].items() if not (k == "load_cpus" and v is None)}
     return {
         "pipeline": pipeline_params(config, spec),
         "workload": config["workload"],
-        "run": config["run"],
+        "run": run,
         "partitions": config["services"]["kafka"]["partitions"],
     }
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sdsbench.cpu_split import CpuSplit, cpu_split, pin_tree
 from sdsbench.rundir import atomic_run_dir, write_json_atomic
 
 log = logging.getLogger("sdsbench.runner")
@@ -91,6 +93,21 @@ def _fault_injector(pipeline: PipelineDriver, ctx: RunContext) -> Any:
     return FaultInjector(fault, pipeline, ctx, float(ctx.spec["duration_s"]))
 
 
+def _pin_sut_side(split: CpuSplit, services: Any, ctx: RunContext) -> dict[str, int]:
+    """Pin the broker to the load's CPUs and PostgreSQL and the SUT's processes to the
+    others (``sdsbench.cpu_split``); threads pinned per side."""
+    pids = dict(getattr(services, "pids", None) or {})
+    return {"kafka": pin_tree(pids.get("kafka"), split.load),
+            "postgres": pin_tree(pids.get("postgres"), split.sut),
+            "sut": sum(pin_tree(pid, split.sut) for pid in ctx.pids)}
+
+
+def _unpin(services: Any, ctx: RunContext) -> None:
+    every = os.sched_getaffinity(0)
+    for pid in [*(getattr(services, "pids", None) or {}).values(), *ctx.pids]:
+        pin_tree(pid, every)
+
+
 def load_pipeline(name: str) -> PipelineDriver:
     if name not in PIPELINES:
         raise ValueError(f"unknown pipeline {name!r}; expected one of {PIPELINES}")
@@ -112,6 +129,7 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
     # caller's working directory (snakemake -d <elsewhere>).
     out_dir = Path(out_dir).resolve()
     pipeline = load_pipeline(spec["pipeline"])
+    split = cpu_split(config)  # a bad split fails before anything starts
     with atomic_run_dir(out_dir) as run_dir:
         services = ensure_services(config["services"], Path(services_dir))
         ctx = RunContext(spec["run_id"], spec, config, services, run_dir)
@@ -123,15 +141,21 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
             service_pids=getattr(services, "pids", None),
         )
         injector = _fault_injector(pipeline, ctx)  # a bad fault fails before anything starts
+        pinned: dict[str, int] = {}
         try:
             pipeline.prepare(ctx)
             pipeline.start(ctx)
+            if split is not None:
+                pinned |= _pin_sut_side(split, services, ctx)
             sampler.start()
             if not pipeline.owns_generator:
                 sink = pipeline.generator_sink(ctx)
                 if injector is not None:
                     injector.start()
                 generators = launch_generators(spec, config, sink, run_dir / "generator")
+                if split is not None:
+                    pinned["generator"] = sum(pin_tree(p.pid, split.load)
+                                              for p in generators.processes)
                 # Generators are not the SUT: kept out of ctx.processes so the "sut"
                 # CPU rows are the pipeline's alone (the generator reports its own
                 # loop CPU in generator/summary.json).
@@ -145,9 +169,11 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
             if injector is not None:
                 injector.cancel()  # a run that failed early: no kill during the teardown
             sampler.stop()
+            if split is not None:  # services and engine sessions outlive the run
+                _unpin(services, ctx)
             pipeline.stop(ctx)
-        write_json_atomic(
-            run_dir / "provenance.json",
-            collect_provenance(config, spec, services, started, time.time()),
-        )
+        provenance = collect_provenance(config, spec, services, started, time.time())
+        provenance["cpu_split"] = (None if split is None
+                                   else split.describe() | {"threads_pinned": pinned})
+        write_json_atomic(run_dir / "provenance.json", provenance)
     return out_dir

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -496,6 +497,7 @@ def run_process(
     summary |= loop_summary(result)
     # CPU of this process (all threads, librdkafka's included) during the loop.
     summary["cpu_s_loop"] = round(time.process_time() - cpu0, 3)
+    summary["cpus_allowed"] = sorted(os.sched_getaffinity(0))  # run.load_cpus, if set
     if result.bookkeeping_error:  # bookkeeping must agree exactly
         raise AssertionError(result.bookkeeping_error)
     result.truth.write_csv(out / "truth.csv")
