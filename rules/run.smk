@@ -97,3 +97,26 @@ rule bench_generator:
         " --processes {params.processes} --compression {params.compression}"
         " --trial-s {params.bench[trial_s]} --start-rate {params.bench[start_rate_eps]}"
         " > {log} 2>&1"
+
+
+CEILING = config["experiments"].get("ceiling_bench") or {"enabled": False}
+CEILING_BENCH = f"data/{PROFILE}/bench/ceiling" if CEILING["enabled"] else None
+
+
+rule bench_ceiling:
+    # Each engine's pass-through ceiling (sdsbench/ceiling.py) over one topic filled once.
+    # Like the engine runs, no code inputs; it reruns when its settings or the engines'
+    # settings it runs with change.
+    output:
+        directory(f"data/{PROFILE}/bench/ceiling"),
+    params:
+        bench=CEILING,
+        engines={"spark": {k: config["spark"][k] for k in ("master", "driver_memory")},
+                 "flink": {k: config["flink"][k] for k in ("parallelism", "heap_mb")},
+                 "partitions": config["services"]["kafka"]["partitions"]},
+    log:
+        f"{LOGS}/bench/ceiling.log",
+    resources:
+        bench_slot=1,
+    shell:
+        "{PY} {SCRIPTS}/bench_ceiling.py {CONFIG_ARGS} --out {output} > {log} 2>&1"

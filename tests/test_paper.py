@@ -66,6 +66,12 @@ PROFILE = {
                "step_factor": 2.0, "step_s": 10, "steps": 4, "confirm_trials": 0},
 }
 CAPACITY_EPS = {1: 50_000, 2: 30_000}
+#: A fabricated pass-through ceiling (sdsbench.ceiling's summary.json).
+CEILING = {"events": 2000000, "exact": True, "repetitions": 3,
+         "engines": {"flink": {"raw": {"eps_median": 800000.0, "eps_min": 700000.0,
+                                       "eps_max": 900000.0, "n": 3},
+                               "parse": {"eps_median": 400000.0, "eps_min": 380000.0,
+                                         "eps_max": 500000.0, "n": 3}}}}
 
 
 def _build(root: Path) -> tuple[dict, Path]:
@@ -98,6 +104,7 @@ def _build(root: Path) -> tuple[dict, Path]:
     for name in ("runs", "search", "stress", "correctness", "headline", "cpu"):
         build_table(name, summary, config).to_csv(summary / f"{name}.csv", index=False)
     faults_table(config, summary, data / "raw").to_csv(summary / "faults.csv", index=False)
+    write_json_atomic(data / "bench" / "ceiling" / "summary.json", CEILING)
     return config, summary
 
 
@@ -293,6 +300,18 @@ def test_the_cpu_section_prints_the_cpu_table(built):
     section = built["md"].split("## Where the CPU goes")[1].split("\n## ")[0]
     assert f"| {row['subject']} | {row['rate_eps']:,.0f} | {row['median']:.1f}" in section
     assert "no CPU split" in section and "This profile has no CPU samples" not in section
+
+
+def test_t_h_is_given_as_a_fraction_of_the_engine_ceiling(built):
+    flink = next(r for r in built["context"]["ceiling"]["rows"] if r["engine"] == "flink")
+    t_h = built["context"]["t_h"]["flink"]["spp"]
+    assert flink["fraction"] == pytest.approx(t_h["t_h_eps"] / 400_000)
+    assert flink["fraction_lo"] == pytest.approx(t_h["t_h_min_eps"] / 500_000)
+    section = built["md"].split("### Each engine against its own ceiling")[1].split("\n## ")[0]
+    assert "800,000 [700,000-900,000]" in section and "400,000 [380,000-500,000]" in section
+    lo, hi = 100 * flink["fraction_lo"], 100 * flink["fraction_hi"]
+    assert f"{100 * flink['fraction']:.0f} [{lo:.0f}-{hi:.0f}] per cent" in section
+    assert "Every pass counted every event" in section
 
 
 def test_the_paper_template_types_no_result_number() -> None:

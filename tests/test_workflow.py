@@ -4,6 +4,7 @@ report built from fabricated (TEST-ONLY, see tests/synthetic_runs.py) run direct
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -184,6 +185,12 @@ def _fabricate_profile(workdir: Path, config_path: Path) -> dict:
     bench = workdir / "data" / profile / "bench" / "generator"
     bench.mkdir(parents=True)
     (bench / "sustained.csv").write_text("processes,compression,sustained_eps\n1,none,250000\n")
+    ceiling = workdir / "data" / profile / "bench" / "ceiling"
+    ceiling.mkdir(parents=True)
+    (ceiling / "summary.json").write_text(json.dumps(
+        {"events": 1000, "exact": True, "repetitions": 1,
+         "engines": {"flink": {"parse": {"eps_median": 400000.0, "eps_min": 400000.0,
+                                         "eps_max": 400000.0, "n": 1}}}}))
     for run_id, spec in expand_runs(config).items():
         if spec.get("rate_of"):
             spec = resolve_threshold_rate(spec, results[spec["rate_of"]["search"]])

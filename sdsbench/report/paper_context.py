@@ -99,6 +99,33 @@ def _cpu(summary_dir: Path) -> dict[str, Any] | None:
             else spark_fit["median"] <= SPARK_BATCH_TARGET_MS}
 
 
+def _fraction(t_h_eps: float | None, ceiling_eps: float | None) -> float | None:
+    if not t_h_eps or not ceiling_eps:
+        return None
+    return float(t_h_eps) / float(ceiling_eps)
+
+
+def _ceiling(path: Path, th: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The pass-through ceilings (``sdsbench.ceiling``) and each engine's SPP t_h as a
+    fraction of its read + parse ceiling (median over median; the range pairs the
+    extremes: lowest t_h over highest ceiling, and the reverse)."""
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    rows = []
+    for engine, modes in summary["engines"].items():
+        parse = modes.get("parse", {})
+        spp = th.get(engine, {}).get("spp") or {}
+        t_h, lo, hi = spp.get("t_h_eps"), spp.get("t_h_min_eps"), spp.get("t_h_max_eps")
+        rows.append({"engine": engine, "raw": modes.get("raw"), "parse": parse,
+                     "t_h": spp or None,
+                     "fraction": _fraction(t_h, parse.get("eps_median")),
+                     "fraction_lo": _fraction(lo, parse.get("eps_max")),
+                     "fraction_hi": _fraction(hi, parse.get("eps_min"))})
+    return {"events": summary["events"], "exact": summary["exact"],
+            "repetitions": summary.get("repetitions"), "rows": rows}
+
+
 def _provenance(summary_dir: Path, run_ids: list[str]) -> dict[str, Any]:
     started, ended, commits, wall, load5 = [], [], set(), 0.0, []
     machine, software = None, {}
@@ -492,6 +519,8 @@ def build_context(
                         # met by the median, but not by every repetition
                         "met_by_all": met and (low is None or low >= target)})
     at_threshold = [r for r in rows if r["run_id"] in groups.get("at_threshold", [])]
+    ceiling_path = summary_dir.parent / "bench" / "ceiling" / "summary.json"
+    ceiling_on = bool((config["experiments"].get("ceiling_bench") or {}).get("enabled"))
     generator_bench = None
     if bench_on and (bench_dir / "sustained.csv").exists():
         sustained = pd.read_csv(bench_dir / "sustained.csv")
@@ -549,4 +578,5 @@ def build_context(
         # has a faults group.
         "faults": fault_rows,
         "cpu": _cpu(summary_dir),
+        "ceiling": _ceiling(ceiling_path, th) if ceiling_on else None,
     }

@@ -1,0 +1,73 @@
+"""Flink's pass-through ceiling: how fast Flink reads (``raw``) and reads and parses
+(``parse``) the input topic with nothing else to do (issue 14; ``sdsbench.ceiling`` runs it).
+
+Each pass is a streaming job over the whole topic, bounded at the end offsets it finds at
+its start (``engines.flink.passthrough_sql``), at the CTR job's parallelism. The count is
+exact; a pass's rate is its records over the span between the first and the last record
+the aggregation saw (processing time), so job start-up is not in it.
+
+    python -m engines.flink.passthrough --bootstrap HOST:PORT --topic T --out result.json \
+        --parallelism 2 --jars a.jar,b.jar --passes raw,parse
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from engines.flink import passthrough_sql
+from sdsbench.rundir import write_json_atomic
+
+
+def run_pass(bootstrap: str, topic: str, mode: str, parallelism: int, jars: list[str],
+             n: int) -> dict[str, Any]:
+    from pyflink.common import Configuration
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    conf = Configuration()
+    settings = {"parallelism.default": str(parallelism), "table.local-time-zone": "UTC",
+                "pipeline.jars": ";".join(Path(j).resolve().as_uri() for j in jars),
+                "pipeline.object-reuse": "true", **passthrough_sql.SETTINGS}
+    for key, value in settings.items():
+        conf.set_string(key, value)
+    t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_streaming_mode()
+                                    .with_configuration(conf).build())
+    started = time.time()
+    t_env.execute_sql(passthrough_sql.source_ddl(bootstrap, topic,
+                                                 f"sdsbench-passthrough-{mode}-{n}", mode))
+    last = None
+    with t_env.execute_sql(passthrough_sql.count_query(mode)).collect() as rows:
+        for row in rows:  # updates of the one global row: the last is the total
+            last = row
+    if last is None:
+        raise RuntimeError(f"pass {mode} over {topic} read nothing")
+    counted, first_ms, last_ms = int(last[0]), int(last[1]), int(last[2])
+    seconds = (last_ms - first_ms) / 1000.0
+    return {"mode": mode, "records": counted, "counted": counted, "seconds": seconds,
+            "eps": counted / seconds if seconds > 0 else None,
+            "wall_s": round(time.time() - started, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--parallelism", type=int, default=2)
+    parser.add_argument("--jars", required=True, help="comma-separated connector jars")
+    parser.add_argument("--passes", default="raw,parse")
+    args = parser.parse_args(argv)
+    passes = args.passes.split(",")
+    if not set(passes) <= set(passthrough_sql.MODES):
+        parser.error(f"--passes: each one of {passthrough_sql.MODES}")
+    results = [run_pass(args.bootstrap, args.topic, mode, args.parallelism,
+                        args.jars.split(","), i) for i, mode in enumerate(passes)]
+    write_json_atomic(args.out, {"engine": "flink", "parallelism": args.parallelism,
+                                 "passes": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
