@@ -6,7 +6,7 @@ GENERATOR_BENCH = (
     f"data/{PROFILE}/bench/generator" if config["experiments"]["generator_bench"]["enabled"]
     else None
 )
-FIGURE_INPUTS = figure_inputs(SUMMARY, RUNS, GROUPS, SEARCHES, GENERATOR_BENCH)
+FIGURE_INPUTS = figure_inputs(SUMMARY, RUNS, GROUPS, SEARCHES, GENERATOR_BENCH, CEILING_BENCH)
 FIGURE_NAMES = sorted(FIGURE_INPUTS)
 FIGURE_FILES = [f"{FIGURES}/{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "pdf")]
 

@@ -54,6 +54,9 @@ PROFILE = {
                "start_rate_eps": 20000, "start_rates_eps": {"flink": 20000},
                "step_factor": 1.2, "step_s": 5, "steps": 6, "confirm_trials": 2},
 }
+#: A pass-through ceiling (sdsbench.ceiling's summary.json, engines part).
+CEILING = {"flink": {"raw": {"eps_median": 900e3, "eps_min": 800e3, "eps_max": 950e3},
+                     "parse": {"eps_median": 400e3, "eps_min": 380e3, "eps_max": 450e3}}}
 #: Latency above the delay of every window of repetition k (fabricate_run's latency_ms).
 LATENCY_BY_REP = {1: 300.0, 2: 500.0, 3: 350.0}
 COMPARING = ("a1_a2_throughput_latency", "parallelism", "watermark_delay", "e2e_latency_all",
@@ -140,6 +143,10 @@ def profile(tmp_path_factory) -> tuple[FigureContext, dict]:
                           summary / "series" / f"{run_id}.csv")
     for table in ("runs", "stress", "headline", "cpu"):
         build_table(table, summary, config).to_csv(summary / f"{table}.csv", index=False)
+    ceiling = tmp / "bench" / "ceiling"
+    ceiling.mkdir(parents=True)
+    (ceiling / "summary.json").write_text(json.dumps({"events": 1000, "exact": True,
+                                                      "engines": CEILING}))
     return FigureContext.from_config(summary, config), config
 
 
@@ -368,3 +375,16 @@ def test_save_writes_png_and_pdf(profile, tmp_path):
     fig = importlib.import_module("sdsbench.plots.latency_vs_rate").draw(ctx)
     save(fig, tmp_path / "f.png", tmp_path / "f.pdf")
     assert (tmp_path / "f.png").stat().st_size > 5000 and (tmp_path / "f.pdf").exists()
+
+
+def test_cpu_cost_draws_the_ceiling_beside_t_h(profile, tmp_path):
+    ctx, _ = profile
+    fig = _draw(ctx, "cpu_cost", tmp_path)
+    ax = fig.axes[3]
+    assert ax.get_title() == "Pass-through ceiling and t_h"
+    heights = sorted(round(p.get_height()) for p in ax.patches)
+    assert heights == [400_000, 900_000]
+    t_h = ctx.search("flink-spp")["t_h_eps"]
+    markers = [line for line in ax.lines if line.get_marker() == "D"]
+    assert [float(m.get_ydata()[0]) for m in markers] == [t_h]
+    plt.close(fig)

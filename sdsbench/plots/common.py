@@ -339,9 +339,11 @@ def threshold_runs(groups: dict[str, list[str]], runs: dict[str, dict[str, Any]]
 def figure_inputs(
     summary: str, runs: dict[str, dict[str, Any]], groups: dict[str, list[str]],
     searches: dict[str, dict[str, Any]], generator_bench: str | None = None,
+    ceiling_bench: str | None = None,
 ) -> dict[str, list[str]]:
     """The summary files each figure reads (the workflow's inputs of each figure rule).
-    ``generator_bench``: the benchmark's output directory, when the profile runs it."""
+    ``generator_bench``, ``ceiling_bench``: the benchmarks' output directories, when the
+    profile runs them."""
 
     def run_files(run_ids: list[str]) -> list[str]:
         return [f"{summary}/{kind}/{r}.{ext}" for r in run_ids
@@ -365,5 +367,6 @@ def figure_inputs(
         "parallelism": [runs_table],
         "watermark_delay": [runs_table],
         "e2e_latency_all": [runs_table, *search_files],
-        "cpu_cost": [runs_table, f"{summary}/cpu.csv"],
+        "cpu_cost": [runs_table, f"{summary}/cpu.csv", *search_files,
+                     *([ceiling_bench] if ceiling_bench else [])],
     } | ({"generator_benchmark": [generator_bench]} if generator_bench else {})

@@ -3,6 +3,7 @@ and Spark's micro-batch phases (summary/cpu.csv and runs.csv)."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -22,7 +23,10 @@ CAPTION = (
     "CPU (cores) of every run against the events per second it was offered, with each "
     "pipeline's fitted fixed + per-event line (Spark's fit has a per-micro-batch term "
     "instead of a fixed one: its points, not a line). Right: the median wall time of each "
-    "phase of Spark's micro-batches per configuration, and its batches per second."
+    "phase of Spark's micro-batches per configuration, and its batches per second. Last "
+    "panel (when the profile measures it): each engine's pass-through ceiling, read and "
+    "read + parse (median, min-max over the repetitions), beside its t_h under SPP "
+    "(median, min-max)."
 )
 BAR_GROUPS = ("baseline", "event_time", "knobs")
 SCOPE_STYLE = {"sut": ("SUT", None), "kafka": ("Kafka broker", "//"),
@@ -34,10 +38,13 @@ def draw(ctx: FigureContext) -> Figure:
     per_event = table[table["kind"] == "per_event"]
     if per_event.empty:
         return empty_figure(f"profile {ctx.profile}: no CPU samples")
-    fig, (ax_bar, ax_fit, ax_spark) = panel_grid(3, width=4.8, height=3.6)
-    _bars(ax_bar, ctx, per_event)
-    _fits(ax_fit, ctx, table)
-    _spark_phases(ax_spark, table[table["kind"] == "spark_phase"])
+    ceiling = ctx.summary_dir.parent / "bench" / "ceiling" / "summary.json"
+    fig, axes = panel_grid(4 if ceiling.exists() else 3, width=5.2, height=3.8, cols=2)
+    _bars(axes[0], ctx, per_event)
+    _fits(axes[1], ctx, table)
+    _spark_phases(axes[2], table[table["kind"] == "spark_phase"])
+    if ceiling.exists():
+        _ceiling(axes[3], ctx, json.loads(ceiling.read_text()))
     fig.tight_layout()
     return fig
 
@@ -103,6 +110,43 @@ def _fits(ax: Any, ctx: FigureContext, table: pd.DataFrame) -> None:
     ax.set_title("SUT CPU against input rate, per run", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+
+
+def _ceiling(ax: Any, ctx: FigureContext, summary: dict[str, Any]) -> None:
+    engines = ordered(summary["engines"])
+    searched = {s["pipeline"]: ctx.search(sid) for sid, s in ctx.searches.items()
+                if s["process"] == "spp"}
+    for i, engine in enumerate(engines):
+        modes = summary["engines"][engine]
+        bars = [("read", modes.get("raw"), 0.35), ("read + parse", modes.get("parse"), 1.0),
+                ("t_h (SPP)", _th(searched.get(engine)), None)]
+        for j, (name, value, alpha) in enumerate(bars):
+            if not value:
+                continue
+            x = i * 4 + j
+            median, lo, hi = value["eps_median"], value["eps_min"], value["eps_max"]
+            if alpha is None:  # t_h: a marker with its range
+                ax.errorbar(x, median, yerr=[[median - lo], [hi - median]], fmt="D",
+                            color=color(engine), capsize=3)
+            else:
+                ax.bar(x, median, color=color(engine), alpha=alpha)
+                ax.errorbar(x, median, yerr=[[median - lo], [hi - median]], color="black",
+                            capsize=2, lw=0.8)
+            ax.annotate(name, (x, hi), fontsize=6, ha="center", rotation=90,
+                        xytext=(0, 3), textcoords="offset points")
+    ax.set_xticks([i * 4 + 1 for i in range(len(engines))], [label(e) for e in engines],
+                  fontsize=7)
+    ax.set_ylabel("events per second")
+    ax.set_title("Pass-through ceiling and t_h", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _th(search: dict[str, Any] | None) -> dict[str, float] | None:
+    if not search or search.get("t_h_eps") is None:
+        return None
+    t_h = float(search["t_h_eps"])
+    return {"eps_median": t_h, "eps_min": float(search.get("t_h_min_eps") or t_h),
+            "eps_max": float(search.get("t_h_max_eps") or t_h)}
 
 
 def _spark_phases(ax: Any, phases: pd.DataFrame) -> None:
