@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from engines.common.jvm_driver import engine_jars, engine_python
+from engines.common.passthrough_job import MODES
 from engines.flink.pipeline import Pipeline as FlinkPipeline
 from engines.flink.pipeline import jvm_args
 from engines.spark.pipeline import Pipeline as SparkPipeline
@@ -36,7 +37,7 @@ from sdsbench.services.kafka import create_topic, delete_topics
 from sdsbench.services.stack import ensure_services
 from sdsbench.workload.launcher import launch_generators
 
-PASSES = ("raw", "parse", "raw", "parse")
+PASSES = (*MODES, *MODES)  # a warm-up pass of each mode, then the measured one
 PASS_COLUMNS = ("engine", "repetition", "pass", "mode", "measured", "records", "counted",
                 "seconds", "eps", "wall_s")
 JOB_TIMEOUT_S = 900.0

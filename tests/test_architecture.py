@@ -17,7 +17,8 @@ PACKAGES = ("sdsbench", "engines")
 # library only.
 CORE = ("sdsbench.paths", "sdsbench.numbers", "sdsbench.contract", "sdsbench.rundir",
         "sdsbench.process_control", "sdsbench.engine_session", "engines.common.jvm_job_config",
-        "engines.spark.job_config", "engines.flink.job_config", "engines.flink.ctr_sql")
+        "engines.spark.job_config", "engines.flink.job_config", "engines.flink.ctr_sql",
+        "engines.common.passthrough_job", "engines.flink.passthrough_sql")
 MAX_LINES = 520
 
 

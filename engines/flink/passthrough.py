@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engines.common.passthrough_job import parse_args, pass_result, write_result
 from engines.flink import passthrough_sql
-from sdsbench.rundir import write_json_atomic
 
 
 def run_pass(bootstrap: str, topic: str, mode: str, parallelism: int, jars: list[str],
@@ -43,29 +43,19 @@ def run_pass(bootstrap: str, topic: str, mode: str, parallelism: int, jars: list
             last = row
     if last is None:
         raise RuntimeError(f"pass {mode} over {topic} read nothing")
-    counted, first_ms, last_ms = int(last[0]), int(last[1]), int(last[2])
-    seconds = (last_ms - first_ms) / 1000.0
-    return {"mode": mode, "records": counted, "counted": counted, "seconds": seconds,
-            "eps": counted / seconds if seconds > 0 else None,
-            "wall_s": round(time.time() - started, 3)}
+    counted = int(last[0])
+    return pass_result(mode, counted, counted, int(last[1]), int(last[2]), started)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--parallelism", type=int, default=2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--parallelism", type=int, default=2)
-    parser.add_argument("--jars", required=True, help="comma-separated connector jars")
-    parser.add_argument("--passes", default="raw,parse")
-    args = parser.parse_args(argv)
-    passes = args.passes.split(",")
-    if not set(passes) <= set(passthrough_sql.MODES):
-        parser.error(f"--passes: each one of {passthrough_sql.MODES}")
+    args = parse_args(__doc__.splitlines()[0], _options, argv)
     results = [run_pass(args.bootstrap, args.topic, mode, args.parallelism,
-                        args.jars.split(","), i) for i, mode in enumerate(passes)]
-    write_json_atomic(args.out, {"engine": "flink", "parallelism": args.parallelism,
-                                 "passes": results})
+                        args.jars.split(","), i) for i, mode in enumerate(args.passes)]
+    write_result(args.out, "flink", {"parallelism": args.parallelism}, results)
     return 0
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from engines.flink.ctr_sql import column_list, epoch_ms, literal, quote
 from sdsbench import contract
 
-MODES = ("raw", "parse")
 # The aggregate emits at most one update per mini-batch instead of one per record.
 SETTINGS = {"table.exec.mini-batch.enabled": "true",
             "table.exec.mini-batch.allow-latency": "1 s",

@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engines.common.passthrough_job import parse_args, pass_result, write_result
 from engines.spark.ctr_query import event_schema
 from engines.spark.progress import iso_to_ms
-from sdsbench.rundir import write_json_atomic
 
-MODES = ("raw", "parse")
 OBSERVATION = "passthrough"
 
 
@@ -69,26 +68,18 @@ def run_pass(spark: Any, bootstrap: str, topic: str, mode: str, max_per_batch: i
     records = sum(b["numInputRows"] for b in batches)
     counted = sum(int((b.get("observedMetrics") or {}).get(OBSERVATION, {}).get("counted", 0))
                   for b in batches)
-    seconds = (end_ms - first_ms) / 1000.0
-    return {"mode": mode, "records": records, "counted": counted, "batches": len(batches),
-            "seconds": seconds, "eps": records / seconds if seconds > 0 else None,
-            "wall_s": round(time.time() - started, 3)}
+    return pass_result(mode, records, counted, first_ms, end_ms, started,
+                       batches=len(batches))
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--driver-memory", default="2g")
+    parser.add_argument("--max-per-batch", type=int, default=500_000)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--driver-memory", default="2g")
-    parser.add_argument("--jars", required=True, help="comma-separated connector jars")
-    parser.add_argument("--passes", default="raw,parse")
-    parser.add_argument("--max-per-batch", type=int, default=500_000)
-    args = parser.parse_args(argv)
-    passes = args.passes.split(",")
-    if not set(passes) <= set(MODES):
-        parser.error(f"--passes: each one of {MODES}")
+    args = parse_args(__doc__.splitlines()[0], _options, argv)
     from pyspark.sql import SparkSession
 
     with tempfile.TemporaryDirectory(prefix="sdsbench-passthrough-") as scratch:
@@ -101,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                  .config("spark.local.dir", scratch).getOrCreate())
         spark.sparkContext.setLogLevel("WARN")
         results = [run_pass(spark, args.bootstrap, args.topic, mode, args.max_per_batch,
-                            Path(scratch)) for mode in passes]
+                            Path(scratch)) for mode in args.passes]
         spark.stop()
-    write_json_atomic(args.out, {"engine": "spark", "master": args.master, "passes": results})
+    write_result(args.out, "spark", {"master": args.master}, results)
     return 0
 
 
