@@ -302,13 +302,13 @@ def _ready(out: Path, name: str = "ready.json") -> dict[str, Any]:
 
 
 def _run(run_services_dir, config: dict[str, Any], tmp_path: Path, name: str,
-         fault: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+         fault: dict[str, Any] | None = None, **params: Any) -> tuple[Path, dict[str, Any]]:
     from sdsbench import runner
     from sdsbench.experiments import make_spec
 
     run_id = f"t-spark-{name}-{uuid.uuid4().hex[:6]}"
-    spec = make_spec(config, "spark", "constant", 2000, params=SESSION_PARAMS, run_id=run_id,
-                     duration_s=12)
+    spec = make_spec(config, "spark", "constant", 2000, params=SESSION_PARAMS | params,
+                     run_id=run_id, duration_s=12)
     if fault is not None:
         spec["fault"] = fault
     out = runner.execute_run(config, spec, tmp_path / run_id, run_services_dir)
@@ -326,7 +326,13 @@ def test_two_runs_share_one_session_and_both_match_truth(
 
     config = _services_config(services)
     first, first_summary = _run(run_services_dir, config, tmp_path, "first")
-    second, second_summary = _run(run_services_dir, config, tmp_path, "second")
+    # The second run changes per-run settings (the session stays): read back from Spark.
+    second, second_summary = _run(run_services_dir, config, tmp_path, "second",
+                                  trigger_ms=750, shuffle_partitions=1)
+    assert _ready(first)["engine_reported"] == {
+        "master": "local[2]", "trigger": "ProcessingTimeTrigger(500)", "shuffle_partitions": "2"}
+    assert _ready(second)["engine_reported"] == {
+        "master": "local[2]", "trigger": "ProcessingTimeTrigger(750)", "shuffle_partitions": "1"}
 
     one, two = _ready(first)["session"], _ready(second)["session"]
     assert two["reused"] and two["runs_served_before"] == one["runs_served_before"] + 1

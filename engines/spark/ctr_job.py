@@ -61,6 +61,18 @@ def _stop_asked(paths: JobPaths, stop: StopFlag) -> bool:
             or not paths.run_dir.exists())
 
 
+def _engine_reported(spark: SparkSession, query: Any) -> dict[str, Any]:
+    """The run's settings as the engine reports them, not as configured: the master, the
+    shuffle partitions in force, and the CTR query's trigger (through the query's JVM
+    object; None if a Spark version does not expose it)."""
+    try:
+        trigger = str(query._jsq.streamingQuery().trigger().toString())
+    except Exception:  # noqa: BLE001 - an internal API: report it missing, not fail
+        trigger = None
+    return {"master": spark.sparkContext.master, "trigger": trigger,
+            "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions")}
+
+
 def serve_run(spark: SparkSession, cfg: JobConfig, paths: JobPaths, stop: StopFlag,
               t0: float, session: dict[str, Any] | None = None) -> int:
     """One run on a running Spark session (a one-shot job's own, or an engine session's):
@@ -107,6 +119,7 @@ def serve_run(spark: SparkSession, cfg: JobConfig, paths: JobPaths, stop: StopFl
             "warmed_up": warmed_up,
             "queries": {name: str(q.id) for name, q in queries.items()},
             "session_conf": session_conf(cfg, Path(spark.conf.get("spark.local.dir"))),
+            "engine_reported": _engine_reported(spark, queries["ctr"]),
             "session": session,
         })
         log.info("queries started after %.1f s, first batches done after %.1f s", started_s,
