@@ -128,3 +128,13 @@ def test_cpu_table_spreads_repetitions_and_adds_the_scopes():
     assert (total["median"], total["lo"], total["hi"]) == pytest.approx((17.5, 15.0, 20.0))
     assert table.loc["cpu/a3-spp-r20000/postgres", "n"] == 0
     assert table.loc["fit/a3/fixed", "n"] == 3  # the run outside the groups is not fitted
+
+
+def test_the_knobs_group_feeds_the_fit() -> None:
+    # The trigger sweep is what separates Spark's per-batch from its per-event cost.
+    rows = [_run("s", "spark", 20_000, 3.7, 1.0), _run("s2", "spark", 20_000, 3.0, 0.9),
+            _run("t", "spark", 20_000, 0.5, 0.3, {"trigger_ms": 2000}),
+            _run("m", "spark", 50_000, 2.5, 1.1)]
+    table = cpu_table(rows, {"event_time": ["s", "s2", "m"], "knobs": ["t"]})
+    fit = table.set_index("key").loc["fit/spark/batches_per_s"]
+    assert fit["n"] == 4 and "t" in fit["runs"].split(";")

@@ -66,7 +66,8 @@ CPU_COLUMNS = (
     "median", "lo", "hi", "n", "residual_rms", "runs",
 )
 # The runs whose CPU the cpu table reads: the matrix without fault injections.
-CPU_GROUPS = ("baseline", "event_time", "parallelism", "watermark_delay", "at_threshold")
+CPU_GROUPS = ("baseline", "event_time", "parallelism", "watermark_delay", "knobs",
+              "at_threshold")
 HEADLINE_LATENCY = "latency_above_delay"
 
 
