@@ -18,7 +18,7 @@ from sdsbench.plots.common import FigureContext, color, empty_figure, label, ord
 CAPTION = (
     "Where the CPU goes. Left: CPU microseconds per event over the steady windows, split "
     "into the pipeline's own processes (SUT), the Kafka broker and PostgreSQL, for every "
-    "configuration of the baseline and event-time groups; bar: median over the "
+    "configuration of the baseline, event-time and knobs groups; bar: median over the "
     "repetitions, error bar: min-max of the total, n: repetitions. Middle: the SUT's mean "
     "CPU (cores) of every run against the events per second it was offered, with each "
     "pipeline's fitted fixed + per-event line (Spark's fit has a per-micro-batch term "
