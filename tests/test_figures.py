@@ -385,6 +385,7 @@ def test_cpu_cost_draws_the_ceiling_beside_t_h(profile, tmp_path):
     heights = sorted(round(p.get_height()) for p in ax.patches)
     assert heights == [400_000, 900_000]
     t_h = ctx.search("flink-spp")["t_h_eps"]
-    markers = [line for line in ax.lines if line.get_marker() == "D"]
+    lower = ctx.search("flink-spp")["t_h_is_lower_bound"]
+    markers = [line for line in ax.lines if line.get_marker() == ("^" if lower else "D")]
     assert [float(m.get_ydata()[0]) for m in markers] == [t_h]
     plt.close(fig)

@@ -26,7 +26,7 @@ CAPTION = (
     "phase of Spark's micro-batches per configuration, and its batches per second. Last "
     "panel (when the profile measures it): each engine's pass-through ceiling, read and "
     "read + parse (median, min-max over the repetitions), beside its t_h under SPP "
-    "(median, min-max)."
+    "(median, min-max; a triangle: a lower bound, no rate tried failed)."
 )
 BAR_GROUPS = ("baseline", "event_time", "knobs")
 SCOPE_STYLE = {"sut": ("SUT", None), "kafka": ("Kafka broker", "//"),
@@ -52,8 +52,9 @@ def draw(ctx: FigureContext) -> Figure:
 def _bars(ax: Any, ctx: FigureContext, per_event: pd.DataFrame) -> None:
     members = {r for g in BAR_GROUPS for r in ctx.groups.get(g, [])}
     subjects = [s for s in dict.fromkeys(per_event["subject"]) if s in members]
-    subjects.sort(key=lambda s: (ordered(per_event["pipeline"]).index(
-        per_event.loc[per_event["subject"] == s, "pipeline"].iloc[0]), s))
+    pipelines = ordered(per_event["pipeline"])
+    subjects.sort(key=lambda s: (pipelines.index(_pipeline(per_event, s)),
+                                 _first(per_event, s, "rate_eps"), s))
     x = np.arange(len(subjects))
     bottom = np.zeros(len(subjects))
     for scope, (name, hatch) in SCOPE_STYLE.items():
@@ -79,8 +80,12 @@ def _bars(ax: Any, ctx: FigureContext, per_event: pd.DataFrame) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
+def _first(frame: pd.DataFrame, subject: str, column: str) -> Any:
+    return frame.loc[frame["subject"] == subject, column].iloc[0]
+
+
 def _pipeline(frame: pd.DataFrame, subject: str) -> str:
-    return str(frame.loc[frame["subject"] == subject, "pipeline"].iloc[0])
+    return str(_first(frame, subject, "pipeline"))
 
 
 def _median(frame: pd.DataFrame, subject: str, **match: str) -> float:
@@ -125,8 +130,9 @@ def _ceiling(ax: Any, ctx: FigureContext, summary: dict[str, Any]) -> None:
                 continue
             x = i * 4 + j
             median, lo, hi = value["eps_median"], value["eps_min"], value["eps_max"]
-            if alpha is None:  # t_h: a marker with its range
-                ax.errorbar(x, median, yerr=[[median - lo], [hi - median]], fmt="D",
+            if alpha is None:  # t_h: a marker with its range; a lower bound points up
+                ax.errorbar(x, median, yerr=[[median - lo], [hi - median]],
+                            fmt="^" if value.get("lower_bound") else "D",
                             color=color(engine), capsize=3)
             else:
                 ax.bar(x, median, color=color(engine), alpha=alpha)
@@ -146,7 +152,8 @@ def _th(search: dict[str, Any] | None) -> dict[str, float] | None:
         return None
     t_h = float(search["t_h_eps"])
     return {"eps_median": t_h, "eps_min": float(search.get("t_h_min_eps") or t_h),
-            "eps_max": float(search.get("t_h_max_eps") or t_h)}
+            "eps_max": float(search.get("t_h_max_eps") or t_h),
+            "lower_bound": bool(search.get("t_h_is_lower_bound"))}
 
 
 def _spark_phases(ax: Any, phases: pd.DataFrame) -> None:
