@@ -33,12 +33,16 @@ test-fast:
 SNAKEMAKE := .venv/main/bin/snakemake
 SMK := --cores 2 --resources bench_slot=1 --keep-going
 PROFILE ?= quick
-profile_config = $(if $(filter full,$(1)),--configfile config/full.yaml,)
+# The cluster profile's services (3 Kafka nodes, Flink and Spark standalone clusters) keep
+# their state apart from the single-node stack of the other profiles.
+CLUSTER_STATE_DIR ?= .run/cluster
+profile_config = $(if $(filter full cluster,$(1)),--configfile config/$(1).yaml,)
+profile_env = $(if $(filter cluster,$(1)),SDSBENCH_SERVICES_DIR=$(CLUSTER_STATE_DIR),)
 
-.PHONY: all quick full report clean-results
+.PHONY: all quick full cluster report clean-results
 
 all: setup
-	$(SNAKEMAKE) all $(SMK) $(call profile_config,$(PROFILE))
+	$(call profile_env,$(PROFILE)) $(SNAKEMAKE) all $(SMK) $(call profile_config,$(PROFILE))
 
 quick: setup
 	$(SNAKEMAKE) all $(SMK)
@@ -46,11 +50,30 @@ quick: setup
 full: setup
 	$(SNAKEMAKE) all $(SMK) --configfile config/full.yaml
 
+cluster: setup
+	$(call profile_env,cluster) $(SNAKEMAKE) all $(SMK) $(call profile_config,cluster)
+
 report: setup
-	$(SNAKEMAKE) report $(SMK) $(call profile_config,$(PROFILE))
+	$(call profile_env,$(PROFILE)) $(SNAKEMAKE) report $(SMK) $(call profile_config,$(PROFILE))
 
 figures/%: setup
-	$(SNAKEMAKE) $@ $(SMK) $(call profile_config,$(firstword $(subst /, ,$*)))
+	$(call profile_env,$(firstword $(subst /, ,$*))) $(SNAKEMAKE) $@ $(SMK) \
+		$(call profile_config,$(firstword $(subst /, ,$*)))
+
+# ---------------------------------------------------------------- the local cluster
+# Start, show and stop the cluster profile's services (config/cluster.yaml) by hand; the
+# workflow (`make cluster`) starts them itself when they are not up, and then stops them.
+.PHONY: cluster-up cluster-down cluster-status
+
+cluster-up: setup
+	$(PY_MAIN) scripts/services.py up --state-dir $(CLUSTER_STATE_DIR) \
+		--config config/config.yaml --config config/cluster.yaml
+
+cluster-down:
+	@if [ -x $(PY_MAIN) ]; then $(PY_MAIN) scripts/services.py down --state-dir $(CLUSTER_STATE_DIR); fi
+
+cluster-status:
+	$(PY_MAIN) scripts/services.py status --state-dir $(CLUSTER_STATE_DIR)
 
 clean-results:
 	rm -rf data/$(PROFILE) figures/$(PROFILE) paper/build/$(PROFILE) logs/$(PROFILE)

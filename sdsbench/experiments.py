@@ -188,7 +188,7 @@ def _group_specs(config: dict[str, Any], group: str) -> list[dict[str, Any]]:
 # ``malformed`` (the generator's bad-record settings).
 FAULTS = "faults"
 INJECTION_SUFFIX = {"kill_sut": "kill", "broker_restart": "brokerrestart",
-                    "malformed": "malformed"}
+                    "malformed": "malformed", "broker_kill": "killbroker"}
 REFERENCE_SUFFIX = "nofault"
 
 
@@ -235,7 +235,10 @@ def _injected_spec(
 
     kind = injection["kind"]
     spec = json.loads(json.dumps(ref))
-    spec["run_id"] = spec["base_run_id"] = f"{base}-{INJECTION_SUFFIX[kind]}"
+    suffix = INJECTION_SUFFIX[kind]
+    if kind == "broker_kill":  # -killbroker-leader, -killbroker-controller
+        suffix += f"-{injection.get('target', 'leader')}"
+    spec["run_id"] = spec["base_run_id"] = f"{base}-{suffix}"
     spec["reference_run"] = ref["run_id"]
     if kind == "malformed":
         spec["malformed"] = {"fraction": float(injection["fraction"]),
@@ -248,7 +251,8 @@ def _injected_spec(
     if not 0 < at_s < spec["duration_s"]:
         raise ConfigError(f"config key {where}.at_s: {at_s} must lie inside the run "
                           f"(0, {spec['duration_s']:g}) s")
-    spec["fault"] = {k: v for k, v in injection.items() if k in ("kind", "at_s", "down_s")}
+    spec["fault"] = {k: v for k, v in injection.items()
+                     if k in ("kind", "at_s", "down_s", "target")}
     return spec
 
 
@@ -361,7 +365,23 @@ def run_settings(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]
         "workload": config["workload"],
         "run": run,
         "partitions": config["services"]["kafka"]["partitions"],
+        **cluster_settings(config),
     }
+
+
+def cluster_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The clusters the services run (config/cluster.yaml), as run settings: empty for a
+    single broker and no engine cluster, so the other profiles' runs keep their settings."""
+    services = config["services"]
+    kafka = services["kafka"]
+    out: dict[str, Any] = {}
+    if int(kafka.get("nodes", 1)) > 1:
+        out["kafka_cluster"] = {"nodes": kafka["nodes"],
+                                "min_insync_replicas": kafka.get("min_insync_replicas", 1)}
+    for engine, size in (("flink", "taskmanagers"), ("spark", "workers")):
+        if int((services.get(engine) or {}).get(size, 0)) > 0:
+            out[f"{engine}_cluster"] = services[engine]
+    return out
 
 
 def search_settings(config: dict[str, Any], pipeline: str, process: str) -> dict[str, Any]:

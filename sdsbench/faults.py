@@ -1,9 +1,11 @@
-"""Fault injection during a run: kill -9 the system under test, or restart the broker.
+"""Fault injection during a run: kill -9 the system under test, restart the broker, or
+kill -9 a Kafka broker.
 
 A run spec may carry ``fault`` (see ``validate_fault``)::
 
     {"kind": "kill_sut", "at_s": 12.0}
     {"kind": "broker_restart", "at_s": 12.0, "down_s": 2.0}
+    {"kind": "broker_kill", "at_s": 12.0, "down_s": 5.0, "target": "leader"}
 
 ``FaultInjector`` is started by the runner right before the generator(s); ``at_s`` counts
 from that moment. At ``at_s``:
@@ -19,6 +21,11 @@ from that moment. At ``at_s``:
   broker, ``down_s`` seconds down, then a start on the same ports and data
   (``sdsbench.services.stack.restart_broker``). Producers, consumers and engines must
   ride through it on their own.
+- ``broker_kill``: SIGKILL of one Kafka node (a crash: nothing flushed), ``down_s``
+  seconds down, then a start on its ports and data. ``target``: ``leader``, the node
+  leading partition 0 of the run's input topic (the generator's writes to it move to
+  another replica), or ``controller``, the active controller of the quorum (a new one is
+  elected while the generator produces). With one broker it is the broker.
 
 Every step is stamped (wall clock, ms) into ``metrics/faults.json``::
 
@@ -44,7 +51,8 @@ from sdsbench.rundir import write_json_atomic
 
 log = logging.getLogger("sdsbench.faults")
 
-FAULT_KINDS = ("kill_sut", "broker_restart")
+FAULT_KINDS = ("kill_sut", "broker_restart", "broker_kill")
+KILL_TARGETS = ("leader", "controller")
 FAULTS_FILE = Path("metrics") / "faults.json"
 DEFAULT_DOWN_S = 2.0
 
@@ -62,10 +70,14 @@ def validate_fault(fault: dict[str, Any], duration_s: float) -> dict[str, Any]:
     if not 0 < at_s < duration_s:
         raise ValueError(f"fault.at_s: {at_s} must lie inside the run (0, {duration_s}) s")
     out = {"kind": kind, "at_s": at_s}
-    if kind == "broker_restart":
+    if kind in ("broker_restart", "broker_kill"):
         out["down_s"] = float(fault.get("down_s", DEFAULT_DOWN_S))
         if out["down_s"] < 0:
             raise ValueError("fault.down_s: must be >= 0")
+    if kind == "broker_kill":
+        out["target"] = fault.get("target", "leader")
+        if out["target"] not in KILL_TARGETS:
+            raise ValueError(f"fault.target: {out['target']!r} is not one of {KILL_TARGETS}")
     return out
 
 
@@ -117,12 +129,31 @@ class FaultInjector:
         from sdsbench.services.stack import restart_broker
 
         self.injected = True
-        self._stamp("broker_stop")
+        kill = self.fault["kind"] == "broker_kill"
+        node = self._target_node() if kill else None
+        self._stamp("broker_stop", node=node)
         info = restart_broker(
-            self.ctx.services, self.fault["down_s"],
+            self.ctx.services, self.fault["down_s"], node=node, kill=kill,
             on_stopped=lambda: self._stamp("broker_stopped"),
         )
         self._stamp("broker_started", **info)
+
+    def _target_node(self) -> int | None:
+        """The cluster node ``target`` names (None: the stack has a single broker)."""
+        from sdsbench import contract
+        from sdsbench.services.kafka_cluster import quorum_leader
+        from sdsbench.services.stack import kafka_leaders
+
+        svc = self.ctx.services
+        if "kafka" in svc.pids:
+            return None
+        if self.fault["target"] == "controller":
+            node = quorum_leader(Path(svc.state_dir) / "kafka")
+        else:
+            node = kafka_leaders(svc, contract.input_topic(self.ctx.run_id)).get(0)
+        if node is None or node < 0:
+            raise RuntimeError(f"no {self.fault['target']} node found to kill")
+        return node
 
     def finish(self, timeout_s: float) -> dict[str, Any]:
         """Wait for a fault in progress (a restart may take a while), cancel one not yet

@@ -91,19 +91,36 @@ def terminate_pid(pid: int, timeout: float = 30.0, expect: str | None = None) ->
 
 
 def end_process_group(pgid: int, timeout_s: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL, whatever is left of process group ``pgid``."""
+    """SIGTERM, then SIGKILL, whatever is left alive of process group ``pgid``. Only live
+    members count: a leader its parent has not reaped yet (a zombie) keeps the group
+    existing but has nothing left to end."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not any(pid_alive(p) for p in group_members(pgid)):
+            return
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
+        while time.monotonic() < deadline and any(pid_alive(p) for p in group_members(pgid)):
             time.sleep(0.1)
+
+
+def stop_process_groups(leaders: dict[str, int], timeout_s: float = 30.0) -> list[str]:
+    """Stop the process groups of ``leaders`` (name -> pid of a group leader, e.g. the
+    daemons of a cluster): SIGTERM to all at once (their shutdowns overlap, and a cluster
+    does not react to each loss in turn), wait up to ``timeout_s`` for each, then SIGKILL
+    what is left of each group. The names of the groups that had a live leader."""
+    live = {name: pid for name, pid in leaders.items() if pid_alive(pid)}
+    for pid in live.values():
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    for pid in live.values():
+        terminate_pid(pid, timeout=timeout_s)
+        end_process_group(pid, timeout_s=5.0)
+    return list(live)
 
 
 def kill_process_group(proc: Any, timeout_s: float = 10.0) -> list[int]:

@@ -113,6 +113,29 @@ def software_versions(pipeline: str, services: Any) -> dict[str, Any]:
     return versions
 
 
+def cluster_info(services: Any) -> dict[str, Any]:
+    """What the stack ran besides one broker: the Kafka nodes and their replication, the
+    standalone Flink and Spark clusters (endpoints and processes)."""
+    cfg = getattr(services, "config", None) or {}
+    pids = dict(getattr(services, "pids", None) or {})
+
+    def processes(prefix: str) -> list[str]:
+        return sorted(label for label in pids if label.startswith(f"{prefix}-"))
+
+    kafka = cfg.get("kafka") or {}
+    out: dict[str, Any] = {"kafka_cluster": {
+        "nodes": int(kafka.get("nodes", 1)),
+        "min_insync_replicas": int(kafka.get("min_insync_replicas", 1)),
+        "processes": processes("kafka") or ["kafka"]}}
+    if getattr(services, "flink_rest", None):
+        out["flink_cluster"] = {"rest": services.flink_rest, **(cfg.get("flink") or {}),
+                                "processes": processes("flink")}
+    if getattr(services, "spark_master", None):
+        out["spark_cluster"] = {"master": services.spark_master, **(cfg.get("spark") or {}),
+                                "processes": processes("spark")}
+    return out
+
+
 def collect_provenance(
     config: dict[str, Any],
     spec: dict[str, Any],
@@ -144,6 +167,7 @@ def collect_provenance(
             "broker_kind": getattr(services, "broker_kind", None),
             "external": dict(getattr(services, "external", {}) or {}),
             "kafka_bootstrap": getattr(services, "kafka_bootstrap", None),
+            **cluster_info(services),
         },
         "git": git_info(),
     }

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sdsbench.cpu_split import CpuSplit, cpu_split, pin_tree
+from sdsbench.process_control import pid_alive
 from sdsbench.rundir import atomic_run_dir, write_json_atomic
 
 log = logging.getLogger("sdsbench.runner")
@@ -43,10 +44,22 @@ class RunContext:
     run_dir: Path  # scratch directory; renamed to the final path on success
     processes: list[subprocess.Popen] = field(default_factory=list)  # SUT processes, sampled
     extra: dict[str, Any] = field(default_factory=dict)  # pipeline-private state
+    # Processes of the stack's standalone engine cluster that run this run's job: part of
+    # the SUT (sampled as such, not as a service). Set by the engine's driver.
+    cluster_pids: list[int] = field(default_factory=list)
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.poll() is None]
+        return [p.pid for p in self.processes if p.poll() is None] + [
+            pid for pid in self.cluster_pids if pid_alive(pid)]
+
+    def claim_cluster(self, prefix: str) -> list[int]:
+        """Take the stack's processes labelled ``<prefix>-*`` (e.g. the Flink cluster's
+        JobManager and TaskManagers) as this run's SUT; returns their pids."""
+        pids = dict(getattr(self.services, "pids", None) or {})
+        self.cluster_pids = [pid for label, pid in pids.items()
+                             if label.startswith(f"{prefix}-") and pid]
+        return self.cluster_pids
 
 
 class PipelineDriver(Protocol):
@@ -97,7 +110,8 @@ def _pin_sut_side(split: CpuSplit, services: Any, ctx: RunContext) -> dict[str, 
     """Pin the broker to the load's CPUs and PostgreSQL and the SUT's processes to the
     others (``sdsbench.cpu_split``); threads pinned per side."""
     pids = dict(getattr(services, "pids", None) or {})
-    return {"kafka": pin_tree(pids.get("kafka"), split.load),
+    kafka = [pid for label, pid in pids.items() if label.split("-")[0] == "kafka"]
+    return {"kafka": sum(pin_tree(pid, split.load) for pid in kafka),
             "postgres": pin_tree(pids.get("postgres"), split.sut),
             "sut": sum(pin_tree(pid, split.sut) for pid in ctx.pids)}
 
@@ -138,7 +152,10 @@ def execute_run(config: dict[str, Any], spec: dict[str, Any], out_dir: str | Pat
         sampler = ResourceSampler(
             run_dir / "metrics" / "resources.csv",
             lambda: ctx.pids,
-            service_pids=getattr(services, "pids", None),
+            # a standalone cluster's processes count as the SUT (ctx.cluster_pids) instead
+            service_pids=lambda: {label: pid for label, pid in
+                                  (getattr(services, "pids", None) or {}).items()
+                                  if pid not in ctx.cluster_pids},
         )
         injector = _fault_injector(pipeline, ctx)  # a bad fault fails before anything starts
         pinned: dict[str, int] = {}

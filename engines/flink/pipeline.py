@@ -167,6 +167,18 @@ def job_config(run_id: str, bootstrap: str, params: dict[str, Any], workload: di
     })
 
 
+CLUSTER = "cluster"  # flink.jobmanager_address: the stack's standalone cluster
+
+
+def stack_jobmanager(services: Any) -> str:
+    """host:port of the REST endpoint of the stack's standalone cluster (services.flink)."""
+    if not getattr(services, "flink_rest", None):
+        raise RuntimeError("flink.jobmanager_address: cluster, but the services run no Flink "
+                           "cluster (set services.flink.taskmanagers > 0, e.g. "
+                           "config/cluster.yaml)")
+    return services.flink_rest
+
+
 def jvm_args(heap_mb: int) -> str:
     """JVM options of PyFlink's gateway JVM (the whole engine in local mode)."""
     return (f"-Xmx{heap_mb}m -Xms{min(heap_mb, 256)}m -XX:+UseG1GC "
@@ -236,6 +248,9 @@ class Pipeline(JvmJobDriver):
 
     def prepare(self, ctx: Any) -> None:
         params = self.params(ctx)
+        if params["jobmanager_address"] == CLUSTER:
+            params = {**params, "jobmanager_address": stack_jobmanager(ctx.services)}
+            ctx.claim_cluster("flink")
         paths = JobPaths(ctx.run_dir)
         paths.flink_dir.mkdir(parents=True, exist_ok=True)
         job = job_config(ctx.run_id, ctx.services.kafka_bootstrap, params,

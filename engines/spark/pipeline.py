@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -82,6 +83,22 @@ def job_config(
             "shuffle_partitions",
             "max_offsets_per_trigger", "campaign_lookup", "warmup_events", "extra_conf")},
     })
+
+
+def cluster_master(master: str, services: Any) -> tuple[str, dict[str, str]]:
+    """``spark.master`` as the job gets it: ``cluster`` / ``cluster[N]`` is the stack's
+    standalone master (``services.spark``), with one core per executor and, for
+    ``[N]``, ``spark.cores.max`` N (N executors); anything else as it is, no extra conf."""
+    m = re.fullmatch(r"cluster(?:\[(\d+)\])?", master)
+    if m is None:
+        return master, {}
+    if not getattr(services, "spark_master", None):
+        raise RuntimeError(f"spark.master {master!r}: the services run no Spark cluster "
+                           "(set services.spark.workers > 0, e.g. config/cluster.yaml)")
+    conf = {"spark.executor.cores": "1"}
+    if m.group(1):
+        conf["spark.cores.max"] = m.group(1)
+    return services.spark_master, conf
 
 
 def read_status(paths: JobPaths) -> dict[str, Any]:
@@ -151,8 +168,18 @@ class Pipeline(JvmJobDriver):
     def scratch_dirs(self, run: SparkRun) -> list[Path]:
         return [run.paths.scratch]
 
+    def use_session(self, run: SparkRun) -> bool:
+        # An application on a standalone cluster holds its executors while it lives: an
+        # idle session would keep cores another run (another cores.max) needs.
+        return super().use_session(run) and not run.job.master.startswith("spark://")
+
     def prepare(self, ctx: Any) -> None:
         params = self.params(ctx)
+        master, conf = cluster_master(params["master"], ctx.services)
+        if conf:
+            params = {**params, "master": master,
+                      "extra_conf": {**conf, **params["extra_conf"]}}
+            ctx.claim_cluster("spark")
         paths = JobPaths(ctx.run_dir)
         job = job_config(ctx.run_id, ctx.services.kafka_bootstrap, params,
                          ctx.config["workload"], self.jars())

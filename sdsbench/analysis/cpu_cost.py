@@ -61,11 +61,14 @@ def steady_cpu(
     during = resources[(resources["time_ms"] >= span_start_ms)
                        & (resources["time_ms"] <= span_end_ms)]
     for scope in SCOPES:
+        # A service of several processes (a Kafka cluster's nodes, kafka-1..3): summed
+        # per sample time.
         rows = (during[during["scope"] == "sut"] if scope == "sut" else
-                during[(during["scope"] == "service") & (during["name"] == scope)])
+                during[(during["scope"] == "service")
+                       & (during["name"].astype(str).str.split("-").str[0] == scope)])
         if not len(rows):
             continue
-        share = float(rows["cpu_percent"].mean()) / 100.0
+        share = float(rows.groupby("time_ms")["cpu_percent"].sum().mean()) / 100.0
         out[f"cpu_{scope}_core_share"] = share
         if eps > 0:
             out[f"cpu_{scope}_us_per_event"] = share * 1e6 / eps

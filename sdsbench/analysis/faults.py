@@ -63,8 +63,11 @@ FAULT_COLUMNS = (
 
 
 def injection_of(spec: dict[str, Any]) -> str:
-    if spec.get("fault"):
-        return str(spec["fault"]["kind"])
+    fault = spec.get("fault")
+    if fault and fault["kind"] == "broker_kill":
+        return f"broker_kill ({fault.get('target', 'leader')})"
+    if fault:
+        return str(fault["kind"])
     if spec.get("malformed"):
         return "malformed"
     return "none"

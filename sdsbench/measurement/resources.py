@@ -45,13 +45,14 @@ class ResourceSampler:
         csv_path: str | Path,
         pids_fn: Callable[[], Iterable[int]],
         interval_s: float = 1.0,
-        service_pids: Mapping[str, int | None] | None = None,
+        service_pids: Mapping[str, int | None] | Callable[[], Mapping[str, int | None]]
+        | None = None,
     ) -> None:
         self._path = Path(csv_path)
         self._pids_fn = pids_fn
         self._interval_s = interval_s
-        # Kept by reference and read at each sample: a broker restart (fault runs)
-        # puts the new broker's pid into the same mapping.
+        # Kept by reference (or a function) and read at each sample: a broker restart
+        # (fault runs) puts the new broker's pid into the same mapping.
         self._service_pids = service_pids if service_pids is not None else {}
         self._procs: dict[int, psutil.Process] = {}  # primed processes, by pid
         self._stop = threading.Event()
@@ -107,7 +108,8 @@ class ResourceSampler:
         now_ms = time.time_ns() // 1_000_000
         rows: list[tuple] = []
         sut_tree = self._tree(list(self._pids_fn()))
-        services = {label: pid for label, pid in dict(self._service_pids).items() if pid}
+        current = self._service_pids() if callable(self._service_pids) else self._service_pids
+        services = {label: pid for label, pid in dict(current).items() if pid}
         service_trees = {label: self._tree([pid]) for label, pid in services.items()}
         alive = dict(sut_tree)
         for tree in service_trees.values():

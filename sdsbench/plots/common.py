@@ -356,7 +356,7 @@ def figure_inputs(
     search_files = [f"{summary}/search/{s}.json" for s in searches]
     baseline = [r for r in first("baseline") if runs[r]["pipeline"] in ("a1", "a2")]
     event_spp = [r for r in first("event_time") if runs[r]["arrival"]["process"] == "spp"]
-    return {
+    inputs = {
         "a1_a2_throughput_latency": [runs_table],
         "latency_over_time_a1_a2": run_files(baseline),
         "latency_over_time_event_time": run_files(first("event_time")),
@@ -370,3 +370,11 @@ def figure_inputs(
         "cpu_cost": [runs_table, f"{summary}/cpu.csv", *search_files,
                      *([ceiling_bench] if ceiling_bench else [])],
     } | ({"generator_benchmark": [generator_bench]} if generator_bench else {})
+    # A profile that leaves a group out (config/cluster.yaml) draws no figure of it.
+    has = {"a1_a2_throughput_latency": baseline, "latency_over_time_a1_a2": baseline,
+           "latency_over_time_event_time": first("event_time"), "event_time_spp": event_spp,
+           "event_time_mmpp": threshold_runs(groups, runs, 1), "latency_vs_rate": searches,
+           "mmpp_latency_over_time": threshold_runs(groups, runs),
+           "parallelism": groups.get("parallelism"),
+           "watermark_delay": groups.get("watermark_delay")}
+    return {name: files for name, files in inputs.items() if has.get(name, True)}

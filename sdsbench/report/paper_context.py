@@ -460,7 +460,7 @@ def build_context(
 ) -> dict[str, Any]:
     """The template context (module docstring). ``full_profile_path``: the full profile's
     overrides, against which the paper lists what a lighter profile leaves out."""
-    from sdsbench.experiments import expand_runs, run_groups, searches
+    from sdsbench.experiments import cluster_settings, expand_runs, run_groups, searches
     from sdsbench.plots import common as plot_common
 
     summary_dir, figures_dir, out_dir = Path(summary_dir), Path(figures_dir), Path(out_dir)
@@ -577,6 +577,9 @@ def build_context(
         # The faults table (sdsbench.analysis.faults; rules/faults.smk), when the profile
         # has a faults group.
         "faults": fault_rows,
+        # The clusters the services ran (config/cluster.yaml); empty: one broker, engines
+        # in their own processes.
+        "cluster": cluster_settings(config),
         "cpu": _cpu(summary_dir),
         "ceiling": _ceiling(ceiling_path, th) if ceiling_on else None,
     }

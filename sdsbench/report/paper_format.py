@@ -168,6 +168,8 @@ class Markdown:
         return Raw("\n".join(f"- {item}" for item in items))
 
     def fig(self, figure: dict[str, Any]) -> Raw:
+        if not isinstance(figure, dict):  # a figure the profile does not draw
+            return Raw("")
         return Raw(f"![{figure['name']}]({figure['png']})\n\n"
                    f"*Figure {figure['name']}.* {figure['caption']}")
 
@@ -210,6 +212,8 @@ class Latex:
         return Raw("\\begin{itemize}\n" + body + "\n\\end{itemize}")
 
     def fig(self, figure: dict[str, Any]) -> Raw:
+        if not isinstance(figure, dict):  # a figure the profile does not draw
+            return Raw("")
         return Raw(
             "\\begin{figure}[htbp]\n\\centering\n"
             rf"\includegraphics[width=\linewidth,height=0.45\textheight,keepaspectratio]"

@@ -1,9 +1,10 @@
-"""A real Apache Kafka broker (KRaft, one combined broker+controller node) or an external one.
+"""Real Apache Kafka in KRaft mode: one combined broker+controller node, a cluster of such
+nodes forming the controller quorum (``KafkaCluster``), or an external cluster.
 
-The broker runs from the jars that ``env/setup.sh kafka`` resolves from Maven Central into
+A node runs from the jars that ``env/setup.sh kafka`` resolves from Maven Central into
 ``.deps/kafka/lib`` -- exactly what the distribution's scripts do:
-``kafka.tools.StorageTool format --standalone`` once, then ``java ... kafka.Kafka
-server.properties`` with the project's log4j2 config and a heap cap. Config comes from
+``kafka.tools.StorageTool format`` once, then ``java ... kafka.Kafka server.properties``
+with the project's log4j2 config and a heap cap. Config comes from
 ``env/kafka/server.properties.template``. Topic helpers use confluent_kafka.
 """
 
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from sdsbench.paths import REPO_ROOT
 from sdsbench.process_control import pid_alive, terminate_pid
@@ -82,11 +84,14 @@ def create_topic(
     name: str,
     partitions: int = 4,
     config: dict[str, str] | None = None,
-    replication: int = 1,
+    replication: int = -1,
     timeout: float = 30.0,
     exist_ok: bool = False,
 ) -> None:
-    """Create topic ``name`` and wait until its metadata shows every partition."""
+    """Create topic ``name`` and wait until its metadata shows every partition.
+
+    ``replication`` -1: the broker's ``default.replication.factor`` (one node: 1; the
+    project's cluster: every node)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import NewTopic
 
@@ -213,7 +218,8 @@ class KafkaBroker:
     """One Apache Kafka node in KRaft mode under ``run_dir`` (config, data, logs).
 
     ``port``/``controller_port`` 0 pick free ports. ``heap_mb`` caps the JVM heap.
-    ``settings`` adds or overrides server.properties keys.
+    ``settings`` adds or overrides server.properties keys. A node of a cluster
+    (:class:`KafkaCluster`) has its ``node_id`` and the quorum's ``voters``.
     """
 
     def __init__(
@@ -225,14 +231,23 @@ class KafkaBroker:
         partitions: int = 4,
         settings: dict[str, str] | None = None,
         lib_dir: Path = KAFKA_LIB,
+        node_id: int = 1,
+        voters: dict[int, int] | None = None,
+        min_insync_replicas: int = 1,
     ) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.port = int(port or 0)
         self.controller_port = int(controller_port or 0)
+        self.node_id = int(node_id)
+        # A cluster's static controller quorum, node id -> controller port (this node's
+        # among them); None: a single node that formats itself as the only voter.
+        self.voters = dict(voters) if voters else None
+        self.min_insync_replicas = int(min_insync_replicas)
         self.heap_mb = int(heap_mb)
         self.partitions = int(partitions)
         self.settings = {k: str(v) for k, v in (settings or {}).items()}
         self.lib_dir = Path(lib_dir)
+        self.cluster_id: str | None = None  # the nodes of a cluster share one
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
         self.start_seconds: float | None = None
@@ -295,7 +310,16 @@ class KafkaBroker:
     def _write_config(self) -> None:
         template = Template((KAFKA_ENV / "server.properties.template").read_text())
         extra = "\n".join(f"{k}={v}" for k, v in self.settings.items())
+        if self.voters:
+            quorum = "controller.quorum.voters=" + ",".join(
+                f"{node}@{LOOPBACK}:{port}" for node, port in sorted(self.voters.items()))
+        else:
+            quorum = f"controller.quorum.bootstrap.servers={LOOPBACK}:{self.controller_port}"
         text = template.substitute(
+            node_id=self.node_id,
+            quorum=quorum,
+            replication=len(self.voters) if self.voters else 1,
+            min_isr=self.min_insync_replicas,
             port=self.port,
             controller_port=self.controller_port,
             log_dirs=self.run_dir / "data",
@@ -311,14 +335,15 @@ class KafkaBroker:
         if (self.run_dir / "metadata" / "meta.properties").exists():
             # formatted before: keep the data, but controller/listener ports must not change
             return
-        cluster_id = random_cluster_id()
+        # A static quorum (controller.quorum.voters) is formatted without --standalone.
+        quorum_args = [] if self.voters else ["--standalone"]
         r = subprocess.run(
             self._java(
                 "kafka.tools.StorageTool",
                 "format",
-                "--standalone",
+                *quorum_args,
                 "-t",
-                cluster_id,
+                self.cluster_id or random_cluster_id(),
                 "-c",
                 str(self.config_file),
                 heap_mb=256,
@@ -336,10 +361,19 @@ class KafkaBroker:
         """Format storage, start the broker, wait until healthy; returns bootstrap servers.
 
         ``fresh`` (default) wipes data and metadata left by an earlier start in ``run_dir``;
-        ``fresh=False`` keeps them (and the earlier ports when ports are 0).
+        ``fresh=False`` keeps them and the configuration they were formatted with (its
+        ports, node id and quorum).
         ``restart`` (with ``fresh=False``): the broker stopped a moment ago on those ports.
         """
         t0 = time.monotonic()
+        self.launch(fresh=fresh, restart=restart)
+        self.wait_ready(timeout - (time.monotonic() - t0))
+        self.start_seconds = time.monotonic() - t0
+        return self.bootstrap
+
+    def launch(self, fresh: bool = True, restart: bool = False) -> None:
+        """The first half of :meth:`start`: storage formatted, the JVM started (a node of
+        a cluster is healthy only once a majority of the quorum runs)."""
         self._classpath()
         find_java()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -349,16 +383,18 @@ class KafkaBroker:
         if fresh:
             for sub in ("data", "metadata"):
                 shutil.rmtree(self.run_dir / sub, ignore_errors=True)
-        elif (self.run_dir / "metadata" / "meta.properties").exists() and self.config_file.exists():
-            # reuse the formatted storage: the dynamic quorum remembers the controller endpoint
+        formatted = (self.run_dir / "metadata" / "meta.properties").exists()
+        if not fresh and formatted and self.config_file.exists():
+            # The storage remembers the quorum it was formatted with: same config, ports.
             old = self.config_file.read_text()
             m = re.search(r"^listeners=PLAINTEXT://[^:]+:(\d+),CONTROLLER://[^:]+:(\d+)", old, re.M)
             if m:
-                self.port = self.port or int(m.group(1))
-                self.controller_port = self.controller_port or int(m.group(2))
-        self._pick_ports(restart=restart and not fresh)
-        self._write_config()
-        self._format()
+                self.port, self.controller_port = int(m.group(1)), int(m.group(2))
+            self._pick_ports(restart=restart)
+        else:
+            self._pick_ports(restart=restart and not fresh)
+            self._write_config()
+            self._format()
         out = open(self.run_dir / "kafka.out", "ab")
         try:
             self.proc = subprocess.Popen(
@@ -373,19 +409,26 @@ class KafkaBroker:
             out.close()
         self.pid = self.proc.pid
         (self.run_dir / "kafka.pid").write_text(f"{self.pid}\n")
+
+    def wait_ready(self, timeout: float, brokers: int = 1) -> None:
+        """Wait until the node listens and its metadata shows ``brokers`` brokers; the
+        node is stopped when it does not come up in ``timeout`` s."""
+        t0 = time.monotonic()
         try:
-            remaining = timeout - (time.monotonic() - t0)
-            if not self._wait_port(remaining):
+            if not self._wait_port(timeout):
                 raise ServiceError(
                     f"Kafka broker did not open {self.bootstrap} within {timeout:.0f} s; "
                     f"see {self.run_dir / 'kafka.out'} and {self.log_dir / 'server.log'}"
                 )
-            wait_healthy(self.bootstrap, timeout=max(5.0, timeout - (time.monotonic() - t0)))
+            while wait_healthy(self.bootstrap, timeout=max(
+                    5.0, timeout - (time.monotonic() - t0))) < brokers:
+                if time.monotonic() - t0 > timeout:
+                    raise ServiceError(f"Kafka at {self.bootstrap} sees fewer than {brokers} "
+                                       f"brokers after {timeout:.0f} s")
+                time.sleep(0.2)
         except Exception:
             self.stop()
             raise
-        self.start_seconds = time.monotonic() - t0
-        return self.bootstrap
 
     def _wait_port(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -416,6 +459,16 @@ class KafkaBroker:
             except subprocess.TimeoutExpired:
                 pass
         self.proc = None
+
+
+def partition_replicas(bootstrap: str, topic: str,
+                       timeout: float = 10.0) -> dict[int, dict[str, Any]]:
+    """Per partition of ``topic``: its leader, replicas and in-sync replicas (node ids)."""
+    md = _admin(bootstrap, timeout).list_topics(topic=topic, timeout=timeout).topics.get(topic)
+    if md is None or md.error is not None:
+        raise ServiceError(f"topic {topic!r} not found on {bootstrap}")
+    return {p: {"leader": m.leader, "replicas": list(m.replicas), "isr": list(m.isrs)}
+            for p, m in sorted(md.partitions.items())}
 
 
 def check_broker_kind(kind: str) -> str:

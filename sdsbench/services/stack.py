@@ -1,10 +1,15 @@
-"""Start, find and stop the service stack (PostgreSQL + Kafka) for the experiment config.
+"""Start, find and stop the service stack for the experiment config: PostgreSQL and Kafka
+(one node, or a cluster of ``services.kafka.nodes``), and, when the config asks for them,
+standalone Flink and Spark clusters that the engines' jobs are submitted to.
 
 State lives in ``state_dir`` (default ``.run/services``)::
 
     services.json   endpoints, pids, versions, broker kind, the config they were started with
     postgres/       private cluster data dir (when no external DSN)
-    kafka/          broker config, data, logs (when no external bootstrap servers)
+    kafka/          broker config, data, logs (when no external bootstrap servers); a
+                    cluster: node-<id>/ per node
+    flink/, spark/  the standalone clusters (services.flink.taskmanagers,
+                    services.spark.workers > 0)
     .lock           flock held while starting or stopping
 
 Other processes (runs, engines, the CLI) read ``services.json`` via :func:`load_services`.
@@ -17,6 +22,7 @@ import fcntl
 import json
 import os
 import platform
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sdsbench.process_control import pid_alive
-from sdsbench.services import ServiceError
+from sdsbench.services import ServiceError, flink_cluster, kafka_cluster, spark_cluster
 from sdsbench.services import kafka as kafka_svc
 from sdsbench.services import postgres as pg_svc
 
@@ -40,7 +46,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "heap_mb": 1024,
         "port": 0,
         "partitions": 4,
+        "nodes": 1,
+        "min_insync_replicas": 1,
     },
+    # 0 task managers / workers: no cluster (each job runs its engine in its own process).
+    "flink": {"taskmanagers": 0, "slots_per_taskmanager": 1, "jobmanager_memory_mb": 1024,
+              "taskmanager_memory_mb": 1536},
+    "spark": {"workers": 0, "cores_per_worker": 1, "worker_memory_mb": 2048},
 }
 # optional keys besides the schema's: postgres.settings, kafka.settings, kafka.controller_port
 
@@ -59,6 +71,9 @@ class Services:
     state_dir: str = ""
     started_at: float = 0.0
     start_seconds: dict[str, float] = field(default_factory=dict)
+    flink_rest: str | None = None  # host:port of the standalone Flink cluster's REST API
+    spark_master: str | None = None  # spark://host:port of the standalone Spark cluster
+    spark_web: str | None = None  # its master's web UI (JSON status)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +90,7 @@ def normalize_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
     unknown = set(cfg) - set(DEFAULTS)
     if unknown:
         raise ServiceError(
-            f"unknown services section(s) {sorted(unknown)}: expected postgres, kafka"
+            f"unknown services section(s) {sorted(unknown)}: expected {', '.join(DEFAULTS)}"
         )
     out = copy.deepcopy(DEFAULTS)
     for name in DEFAULTS:
@@ -121,15 +136,28 @@ def load_services(state_dir: Path | str) -> Services | None:
 
 
 def check_services(svc: Services, timeout: float = 5.0) -> dict[str, str]:
-    """Health of each service: ``{"postgres": "ok"|error, "kafka": "ok"|error}``."""
+    """Health of each service: ``{"postgres": "ok"|error, "kafka": "ok"|error}``, and
+    ``flink``, ``spark`` when the stack runs those clusters."""
+    nodes = int((svc.config.get("kafka") or {}).get("nodes", 1))
+
+    def kafka_probe(bootstrap: str, timeout: float) -> None:
+        seen = kafka_svc.health_check(bootstrap, timeout=timeout)
+        if not svc.external.get("kafka") and seen < nodes:
+            raise ServiceError(f"Kafka at {bootstrap}: {seen} of {nodes} brokers up")
+
+    probes = [("postgres", pg_svc.health_check, svc.pg_dsn),
+              ("kafka", kafka_probe, svc.kafka_bootstrap)]
+    if svc.flink_rest:
+        probes.append(("flink", flink_cluster.health_check, svc.flink_rest))
+    if svc.spark_web:
+        probes.append(("spark", spark_cluster.health_check, svc.spark_web))
     out: dict[str, str] = {}
-    for name, probe, endpoint in (
-        ("postgres", pg_svc.health_check, svc.pg_dsn),
-        ("kafka", kafka_svc.health_check, svc.kafka_bootstrap),
-    ):
-        pid = svc.pids.get(name)
-        if not svc.external.get(name) and pid and not pid_alive(pid):
-            out[name] = f"process {pid} is gone"
+    for name, probe, endpoint in probes:
+        gone = [pid for label, pid in svc.pids.items()
+                if (label == name or label.startswith(f"{name}-")) and pid
+                and not svc.external.get(name) and not pid_alive(pid)]
+        if gone:
+            out[name] = f"process {gone[0]} is gone"
             continue
         try:
             probe(endpoint, timeout=timeout)
@@ -175,6 +203,8 @@ def _start_locked(cfg: dict[str, Any], state_dir: Path) -> Services:
     pids: dict[str, int | None] = {}
     times: dict[str, float] = {}
     pg_server: pg_svc.PostgresServer | None = None
+    started: list[Any] = []  # what to stop when a later service fails to start
+    flink_rest = spark_master = spark_web = None
     try:
         t0 = time.monotonic()
         if pg_cfg["dsn"]:
@@ -201,20 +231,42 @@ def _start_locked(cfg: dict[str, Any], state_dir: Path) -> Services:
             pids["kafka"] = None
         else:
             broker_kind = kafka_svc.check_broker_kind(str(k_cfg["broker"]))
-            broker = kafka_svc.KafkaBroker(
-                state_dir / "kafka",
-                port=int(k_cfg["port"]),
-                controller_port=int(k_cfg.get("controller_port", 0)),
-                heap_mb=int(k_cfg["heap_mb"]),
-                partitions=int(k_cfg["partitions"]),
-                settings=k_cfg.get("settings"),
-            )
-            bootstrap = broker.start()
-            pids["kafka"] = broker.pid
+            kafka = _local_kafka(k_cfg, state_dir)
+            started.append(kafka)
+            bootstrap = kafka.start()
+            pids.update(kafka.pids if isinstance(kafka, kafka_cluster.KafkaCluster)
+                        else {"kafka": kafka.pid})
             versions["kafka"] = kafka_svc.kafka_version()
             versions["java"] = _java_version()
         times["kafka"] = round(time.monotonic() - t0, 3)
+        f_cfg, s_cfg = cfg["flink"], cfg["spark"]
+        if int(f_cfg["taskmanagers"]) > 0:
+            t0 = time.monotonic()
+            flink = flink_cluster.FlinkCluster(
+                state_dir / "flink", taskmanagers=int(f_cfg["taskmanagers"]),
+                slots_per_taskmanager=int(f_cfg["slots_per_taskmanager"]),
+                jobmanager_memory_mb=int(f_cfg["jobmanager_memory_mb"]),
+                taskmanager_memory_mb=int(f_cfg["taskmanager_memory_mb"]))
+            started.append(flink)
+            flink_rest = flink.start()
+            pids.update({f"flink-{name}": pid for name, pid in flink.pids.items()})
+            versions["flink"] = flink_cluster.flink_version()
+            times["flink"] = round(time.monotonic() - t0, 3)
+        if int(s_cfg["workers"]) > 0:
+            t0 = time.monotonic()
+            spark = spark_cluster.SparkCluster(
+                state_dir / "spark", workers=int(s_cfg["workers"]),
+                cores_per_worker=int(s_cfg["cores_per_worker"]),
+                worker_memory_mb=int(s_cfg["worker_memory_mb"]))
+            started.append(spark)
+            spark_master = spark.start()
+            spark_web = spark.web_url
+            pids.update({f"spark-{name}": pid for name, pid in spark.pids.items()})
+            versions["spark"] = spark_cluster.spark_version()
+            times["spark"] = round(time.monotonic() - t0, 3)
     except BaseException:
+        for service in reversed(started):
+            service.stop()
         if pg_server is not None:
             pg_server.stop()
         raise
@@ -236,9 +288,27 @@ def _start_locked(cfg: dict[str, Any], state_dir: Path) -> Services:
         state_dir=str(state_dir),
         started_at=time.time(),
         start_seconds=times,
+        flink_rest=flink_rest,
+        spark_master=spark_master,
+        spark_web=spark_web,
     )
     _write_json_atomic(state_dir / STATE_FILE, svc.to_dict())
     return svc
+
+
+def _local_kafka(k_cfg: dict[str, Any],
+                 state_dir: Path) -> kafka_svc.KafkaBroker | kafka_cluster.KafkaCluster:
+    """The stack's own Kafka: one node, or a cluster of ``nodes`` (ports picked free)."""
+    common = {"heap_mb": int(k_cfg["heap_mb"]), "partitions": int(k_cfg["partitions"]),
+              "settings": k_cfg.get("settings")}
+    if int(k_cfg["nodes"]) > 1:
+        return kafka_cluster.KafkaCluster(state_dir / "kafka", nodes=int(k_cfg["nodes"]),
+                                      min_insync_replicas=int(k_cfg["min_insync_replicas"]),
+                                      **common)
+    return kafka_svc.KafkaBroker(state_dir / "kafka", port=int(k_cfg["port"]),
+                                 controller_port=int(k_cfg.get("controller_port", 0)),
+                                 min_insync_replicas=int(k_cfg["min_insync_replicas"]),
+                                 **common)
 
 
 def ensure_services(cfg: dict[str, Any] | None, state_dir: Path | str) -> Services:
@@ -285,13 +355,20 @@ def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
         svc = load_services(state_dir)
     except ServiceError:
         pass
+    # The engines' clusters before the broker their jobs read from.
+    for name, cluster in (("flink", flink_cluster.FlinkCluster),
+                          ("spark", spark_cluster.SparkCluster)):
+        if (state_dir / name).exists():
+            stopped += [f"{name}-{part}" for part in cluster(state_dir / name).stop(timeout)]
     kafka_dir = state_dir / "kafka"
     if kafka_dir.exists() and not (svc and svc.external.get("kafka")):
-        broker = kafka_svc.KafkaBroker(kafka_dir)
-        broker.pid = (svc.pids.get("kafka") if svc else None) or _read_pid(kafka_dir / "kafka.pid")
-        if broker.pid and pid_alive(broker.pid):
-            broker.stop(timeout=timeout)
-            stopped.append("kafka")
+        nodes = sorted(kafka_dir.glob("node-*/kafka.pid"))
+        for pid_file in nodes or [kafka_dir / "kafka.pid"]:
+            broker = kafka_svc.KafkaBroker(pid_file.parent)
+            broker.pid = _read_pid(pid_file)
+            if broker.pid and pid_alive(broker.pid):
+                broker.stop(timeout=timeout)
+                stopped.append("kafka" if not nodes else f"kafka-{pid_file.parent.name[5:]}")
     pg_dir = state_dir / "postgres"
     if (pg_dir / "PG_VERSION").exists() and not (svc and svc.external.get("postgres")):
         server = pg_svc.PostgresServer(pg_dir)
@@ -311,39 +388,72 @@ def _read_pid(path: Path) -> int | None:
 
 def restart_broker(
     svc: Services, down_s: float = 0.0, timeout: float = 90.0,
-    on_stopped: Any = None,
+    on_stopped: Any = None, node: int | None = None, kill: bool = False,
 ) -> dict[str, Any]:
-    """Stop the stack's own Kafka broker cleanly (SIGTERM: controlled shutdown, logs
-    flushed), keep it down ``down_s`` seconds, start it again on the same ports and data.
+    """Stop one of the stack's own Kafka nodes, keep it down ``down_s`` seconds, start it
+    again on the same ports and data. ``node``: which node of a cluster (None: the single
+    broker); ``kill``: SIGKILL (a crash: nothing flushed, no controlled shutdown; its
+    partitions' leadership moves only when the quorum notices), else SIGTERM (controlled
+    shutdown, logs flushed).
 
     For fault runs (sdsbench.faults). Holds the state directory's lock meanwhile, so a
     concurrent ``ensure_services`` waits instead of taking the stack for dead. Updates
-    ``svc.pids["kafka"]`` and ``services.json``. Returns timings (s) and the new pid."""
+    ``svc.pids`` and ``services.json``. Returns timings (s) and the old and new pid."""
     if svc.external.get("kafka"):
         raise ServiceError("services.kafka.bootstrap_servers is external: cannot restart it")
     state_dir = Path(svc.state_dir).resolve()
-    kafka_dir = state_dir / "kafka"
-    port = int(svc.kafka_bootstrap.rpartition(":")[2])
+    label = "kafka" if node is None else f"kafka-{node}"
+    node_dir = state_dir / "kafka" if node is None else kafka_cluster.node_dir(state_dir / "kafka",
+                                                                          node)
+    if label not in svc.pids:
+        raise ServiceError(f"no Kafka node {node} in this stack ({sorted(svc.pids)})")
     k_cfg = svc.config["kafka"]
     with _locked(state_dir):
-        old = kafka_svc.KafkaBroker(kafka_dir)
-        old.pid = svc.pids.get("kafka") or _read_pid(kafka_dir / "kafka.pid")
+        old = kafka_svc.KafkaBroker(node_dir)
+        old.pid = svc.pids.get(label) or _read_pid(node_dir / "kafka.pid")
         t0 = time.monotonic()
-        old.stop(timeout=timeout)
+        if kill:
+            _kill_group(old.pid, timeout)
+        else:
+            old.stop(timeout=timeout)
         stop_s = time.monotonic() - t0
         if on_stopped is not None:
             on_stopped()
         time.sleep(down_s)
-        # The controller port is in server.properties; fresh=False reuses it and the data.
-        broker = kafka_svc.KafkaBroker(
-            kafka_dir, port=0, controller_port=0, heap_mb=int(k_cfg["heap_mb"]),
-            partitions=int(k_cfg["partitions"]), settings=k_cfg.get("settings"),
-        )
+        # fresh=False: the node's own server.properties (ports, node id, quorum) and data.
+        broker = kafka_svc.KafkaBroker(node_dir, heap_mb=int(k_cfg["heap_mb"]))
         t1 = time.monotonic()
         bootstrap = broker.start(timeout=timeout, fresh=False, restart=True)
-        if bootstrap != svc.kafka_bootstrap or broker.port != port:
-            raise ServiceError(f"broker came back on {bootstrap}, not {svc.kafka_bootstrap}")
-        svc.pids["kafka"] = broker.pid
+        if bootstrap not in svc.kafka_bootstrap.split(","):
+            raise ServiceError(f"broker came back on {bootstrap}, not in {svc.kafka_bootstrap}")
+        svc.pids[label] = broker.pid
         _write_json_atomic(state_dir / STATE_FILE, svc.to_dict())
     return {"stop_s": round(stop_s, 3), "start_s": round(time.monotonic() - t1, 3),
+            "node": node, "signal": "SIGKILL" if kill else "SIGTERM",
             "old_pid": old.pid, "new_pid": broker.pid}
+
+
+def _kill_group(pid: int | None, timeout: float) -> None:
+    """SIGKILL process group ``pid`` and wait until it is gone (reaped if our child)."""
+    if not pid:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if time.monotonic() > deadline:
+            raise ServiceError(f"Kafka node {pid} still alive {timeout} s after SIGKILL")
+        time.sleep(0.05)
+
+
+def kafka_leaders(svc: Services, topic: str) -> dict[int, int]:
+    """Partition -> the node id leading it (the fault's target: killing it moves the
+    leadership the generator is writing to)."""
+    return {p: info["leader"]
+            for p, info in kafka_svc.partition_replicas(svc.kafka_bootstrap, topic).items()}
