@@ -56,6 +56,12 @@ cluster: setup
 report: setup
 	$(call profile_env,$(PROFILE)) $(SNAKEMAKE) report $(SMK) $(call profile_config,$(PROFILE))
 
+# Some runs of a profile by id, e.g. make runs PROFILE=cluster RUNS="spark-spp-r20000 flink-spp-r20000"
+.PHONY: runs
+runs: setup
+	$(call profile_env,$(PROFILE)) $(SNAKEMAKE) $(addprefix data/$(PROFILE)/raw/,$(RUNS)) $(SMK) \
+		$(call profile_config,$(PROFILE))
+
 figures/%: setup
 	$(call profile_env,$(firstword $(subst /, ,$*))) $(SNAKEMAKE) $@ $(SMK) \
 		$(call profile_config,$(firstword $(subst /, ,$*)))

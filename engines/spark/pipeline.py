@@ -95,7 +95,10 @@ def cluster_master(master: str, services: Any) -> tuple[str, dict[str, str]]:
     if not getattr(services, "spark_master", None):
         raise RuntimeError(f"spark.master {master!r}: the services run no Spark cluster "
                            "(set services.spark.workers > 0, e.g. config/cluster.yaml)")
-    conf = {"spark.executor.cores": "1"}
+    # All executors registered before the first batch (the default starts with whatever
+    # registered in 30 s: the first batches would run on fewer cores than configured).
+    conf = {"spark.executor.cores": "1", "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+            "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s"}
     if m.group(1):
         conf["spark.cores.max"] = m.group(1)
     return services.spark_master, conf

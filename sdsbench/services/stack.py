@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdsbench.process_control import pid_alive
+from sdsbench.process_control import pid_alive, pid_cmdline, stop_process_groups
 from sdsbench.services import ServiceError, flink_cluster, kafka_cluster, spark_cluster
 from sdsbench.services import kafka as kafka_svc
 from sdsbench.services import postgres as pg_svc
@@ -362,13 +362,18 @@ def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
             stopped += [f"{name}-{part}" for part in cluster(state_dir / name).stop(timeout)]
     kafka_dir = state_dir / "kafka"
     if kafka_dir.exists() and not (svc and svc.external.get("kafka")):
-        nodes = sorted(kafka_dir.glob("node-*/kafka.pid"))
-        for pid_file in nodes or [kafka_dir / "kafka.pid"]:
-            broker = kafka_svc.KafkaBroker(pid_file.parent)
-            broker.pid = _read_pid(pid_file)
-            if broker.pid and pid_alive(broker.pid):
-                broker.stop(timeout=timeout)
-                stopped.append("kafka" if not nodes else f"kafka-{pid_file.parent.name[5:]}")
+        # A cluster's nodes all at once: stopped one by one, each would first move its
+        # partitions' leadership to the others.
+        nodes = {f"kafka-{f.parent.name[5:]}": _read_pid(f)
+                 for f in sorted(kafka_dir.glob("node-*/kafka.pid"))}
+        nodes = {label: pid for label, pid in nodes.items()
+                 if pid and str(kafka_dir) in pid_cmdline(pid)}
+        stopped += stop_process_groups(nodes, timeout)
+        broker = kafka_svc.KafkaBroker(kafka_dir)
+        broker.pid = _read_pid(kafka_dir / "kafka.pid")
+        if broker.pid and pid_alive(broker.pid):
+            broker.stop(timeout=timeout)
+            stopped.append("kafka")
     pg_dir = state_dir / "postgres"
     if (pg_dir / "PG_VERSION").exists() and not (svc and svc.external.get("postgres")):
         server = pg_svc.PostgresServer(pg_dir)
