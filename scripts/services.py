@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Bring the benchmark's services (PostgreSQL + Apache Kafka) up or down, or show their status.
+"""Bring the benchmark's services up or down, or show their status: PostgreSQL and Apache
+Kafka, and with a config that asks for them (config/cluster.yaml) a Kafka cluster and the
+Flink and Spark standalone clusters.
 
     .venv/main/bin/python scripts/services.py up     [--state-dir DIR] [--config FILE ...]
     .venv/main/bin/python scripts/services.py status [--state-dir ...]

@@ -33,6 +33,7 @@ from sdsbench.analysis import (
     staircase,
     throughput_search,
 )
+from sdsbench.analysis.rundata import read_csv
 from sdsbench.analysis.tables import load_run_summaries, load_searches
 from sdsbench.config import REPO_ROOT, deep_merge
 from sdsbench.contract import WINDOW_MS
@@ -469,7 +470,8 @@ def build_context(
     rows = [{k: _clean(v) for k, v in r.items()}
             for r in load_run_summaries(summary_dir, list(runs))]
     search_results = load_searches(summary_dir, list(searches(config)))
-    stress = pd.read_csv(summary_dir / "stress.csv") if (summary_dir / "stress.csv").exists() \
+    # empty in a profile without runs at multiples of t_h
+    stress = read_csv(summary_dir / "stress.csv") if (summary_dir / "stress.csv").exists() \
         else pd.DataFrame()
 
     figures = []

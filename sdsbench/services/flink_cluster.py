@@ -20,15 +20,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from sdsbench.paths import REPO_ROOT
-from sdsbench.process_control import pid_alive, pid_cmdline, stop_process_groups
 from sdsbench.services import ServiceError
+from sdsbench.services.daemons import DaemonGroup
 from sdsbench.services.kafka import find_java
 from sdsbench.services.ports import LOOPBACK, free_port, port_in_use
 
@@ -83,32 +82,28 @@ def _yaml_value(value: str) -> str:
     return value if re.fullmatch(r"[\w./=+-][\w ./=+,-]*", value) else json.dumps(value)
 
 
-class FlinkCluster:
+class FlinkCluster(DaemonGroup):
     """A JobManager and ``taskmanagers`` TaskManagers of ``slots_per_taskmanager`` slots
     under ``run_dir``; memory sizes are whole-process sizes. ``rest_port`` 0 picks a free
     port. ``settings``: Flink config keys that override the ones written here."""
+
+    kind = "Flink"
 
     def __init__(self, run_dir: Path | str, taskmanagers: int = 2, slots_per_taskmanager: int = 1,
                  jobmanager_memory_mb: int = 1024, taskmanager_memory_mb: int = 1536,
                  rest_port: int = 0, settings: dict[str, str] | None = None) -> None:
         if taskmanagers < 1:
             raise ServiceError("a Flink cluster needs at least 1 TaskManager")
-        self.run_dir = Path(run_dir).resolve()
+        super().__init__(run_dir)
         self.taskmanagers = int(taskmanagers)
         self.slots_per_taskmanager = int(slots_per_taskmanager)
         self.jobmanager_memory_mb = int(jobmanager_memory_mb)
         self.taskmanager_memory_mb = int(taskmanager_memory_mb)
-        self.requested_rest_port = self.rest_port = int(rest_port or 0)
-        self.rpc_port = 0
+        self.requested_rest_port = int(rest_port or 0)
         self.settings = {k: str(v) for k, v in (settings or {}).items()}
-        self.start_seconds: float | None = None
-        self._pids: dict[str, int] = {}
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        try:  # re-created from run_dir: the ports of the cluster that runs there
-            state = json.loads((self.run_dir / "cluster.json").read_text())
-            self.rest_port, self.rpc_port = int(state["rest_port"]), int(state["rpc_port"])
-        except (OSError, ValueError, KeyError):
-            pass
+        state = self.saved_state()  # re-created from run_dir: the ports of that cluster
+        self.rest_port = int(state.get("rest_port", self.requested_rest_port))
+        self.rpc_port = int(state.get("rpc_port", 0))
 
     @property
     def rest_address(self) -> str:
@@ -117,27 +112,6 @@ class FlinkCluster:
     @property
     def names(self) -> list[str]:
         return ["jobmanager", *(f"taskmanager-{i}" for i in range(1, self.taskmanagers + 1))]
-
-    @property
-    def pids(self) -> dict[str, int]:
-        """Pids of the processes: this object's, else the pid files under run_dir (all of
-        them: a cluster re-created with another TaskManager count still stops every one)."""
-        for path in sorted(self.run_dir.glob("*.pid")):
-            if path.stem not in self._pids and path.stem.startswith(("jobmanager", "taskmanager-")):
-                try:
-                    self._pids[path.stem] = int(path.read_text().strip())
-                except (OSError, ValueError):
-                    pass
-        return dict(self._pids)
-
-    def _ours(self, pid: int) -> bool:
-        # The script's and the JVM's command lines carry run_dir (-D io.tmp.dirs=...,
-        # --configDir): a pid reused by another process is left alone.
-        return pid_alive(pid) and str(self.run_dir) + os.sep in pid_cmdline(pid)
-
-    def running(self) -> bool:
-        """True while any process of the cluster is alive."""
-        return any(self._ours(pid) for pid in self.pids.values())
 
     def log_file(self, name: str) -> Path:
         """The Flink log of process ``name`` (the launch log until the JVM has one)."""
@@ -180,33 +154,14 @@ class FlinkCluster:
         while self.rpc_port == self.rest_port:
             self.rpc_port = free_port()
 
-    def _launch(self, name: str, home: Path, env: dict[str, str]) -> None:
+    def _command(self, name: str, home: Path) -> list[str]:
         script = "jobmanager.sh" if name == "jobmanager" else "taskmanager.sh"
         tmp = self.run_dir / "tmp" / name
         tmp.mkdir(parents=True, exist_ok=True)
         args = ["-D", f"io.tmp.dirs={tmp}"]
         if name != "jobmanager":  # the REST API then lists TaskManagers by these names
             args += ["-D", f"taskmanager.resource-id={name}"]
-        # FLINK_IDENT_STRING gives each process its own log and script pid file names.
-        launch = open(self.run_dir / "log" / f"{name}.launch", "ab")
-        try:
-            proc = subprocess.Popen(
-                [str(home / "bin" / script), "start-foreground", *args],
-                stdout=launch, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.run_dir, env={**env, "FLINK_IDENT_STRING": name},
-                start_new_session=True)
-        finally:
-            launch.close()
-        self._procs[name], self._pids[name] = proc, proc.pid
-        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
-
-    def _check_exited(self) -> None:
-        for name, proc in self._procs.items():
-            if proc.poll() is not None:
-                log = self.log_file(name)
-                tail = log.read_text(errors="replace")[-1500:].strip() if log.exists() else ""
-                raise ServiceError(f"Flink {name} exited with code {proc.returncode}; "
-                                   f"see {log}: {tail}")
+        return [str(home / "bin" / script), "start-foreground", *args]
 
     def start(self, timeout: float = 180.0) -> str:
         """Start the JobManager and the TaskManagers; wait until the REST API lists every
@@ -215,20 +170,13 @@ class FlinkCluster:
         t0 = time.monotonic()
         home = flink_home()
         java = find_java()
-        if self.running():
-            raise ServiceError(f"a Flink cluster already runs under {self.run_dir} "
-                               f"(pids {self.pids}): stop it first")
-        self._pids, self._procs = {}, {}
-        for stale in self.run_dir.glob("*.pid"):  # of an earlier, stopped cluster
-            stale.unlink()
+        if not self.running():
+            self._pick_ports()
+        self.prepare({"rest_address": self.rest_address, "rest_port": self.rest_port,
+                      "rpc_port": self.rpc_port, "taskmanagers": self.taskmanagers,
+                      "slots_per_taskmanager": self.slots_per_taskmanager})
         shutil.rmtree(self.run_dir / "tmp", ignore_errors=True)
-        (self.run_dir / "log").mkdir(parents=True, exist_ok=True)
-        self._pick_ports()
         self._write_config(home)
-        (self.run_dir / "cluster.json").write_text(json.dumps({
-            "rest_address": self.rest_address, "rest_port": self.rest_port,
-            "rpc_port": self.rpc_port, "taskmanagers": self.taskmanagers,
-            "slots_per_taskmanager": self.slots_per_taskmanager}, indent=2) + "\n")
         env = {**os.environ, "JAVA_HOME": str(Path(java).resolve().parent.parent),
                "FLINK_CONF_DIR": str(self.run_dir / "conf"),
                "FLINK_LOG_DIR": str(self.run_dir / "log"),
@@ -237,37 +185,25 @@ class FlinkCluster:
                # JVM stdout/stderr to log/*.out|.err, not a second copy of the log
                "STD_REDIRECT_TO_FILE": "true"}
         slots = self.taskmanagers * self.slots_per_taskmanager
+
+        def registered() -> bool:
+            try:
+                seen = health_check(self.rest_address, timeout=2.0)
+            except ServiceError:
+                return False
+            return seen["taskmanagers"] >= self.taskmanagers and seen["slots_total"] >= slots
+
         try:
             # All at once: the scripts' helper JVMs overlap, and the TaskManagers retry
             # until the JobManager's ResourceManager takes their registration.
+            # FLINK_IDENT_STRING gives each process its own log and script pid file names.
             for name in self.names:
-                self._launch(name, home, env)
-            while True:
-                self._check_exited()
-                try:
-                    seen = health_check(self.rest_address, timeout=2.0)
-                    if seen["taskmanagers"] >= self.taskmanagers and seen["slots_total"] >= slots:
-                        break
-                except ServiceError:
-                    pass
-                if time.monotonic() - t0 > timeout:
-                    raise ServiceError(
-                        f"Flink REST API {self.rest_address} does not list {self.taskmanagers} "
-                        f"TaskManagers with {slots} slots after {timeout:.0f} s; see the logs "
-                        f"{', '.join(str(self.log_file(n)) for n in self.names)}")
-                time.sleep(0.2)
+                self.spawn(name, self._command(name, home), {**env, "FLINK_IDENT_STRING": name},
+                           self.run_dir / "log" / f"{name}.launch")
+            self.wait_until(registered, t0, timeout, f"the REST API {self.rest_address} does "
+                            f"not list {self.taskmanagers} TaskManagers with {slots} slots")
         except BaseException:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - t0
         return self.rest_address
-
-    def stop(self, timeout: float = 30.0) -> list[str]:
-        """Stop every process of the cluster (all at once, then SIGKILL what is left, a
-        script's helper JVM included). Idempotent; returns the names stopped."""
-        stopped = stop_process_groups(
-            {name: pid for name, pid in self.pids.items() if self._ours(pid)}, timeout)
-        for proc in self._procs.values():  # reap the JVMs this object started
-            proc.poll()
-        self._procs = {}
-        return stopped

@@ -17,15 +17,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from sdsbench.paths import REPO_ROOT
-from sdsbench.process_control import pid_alive, pid_cmdline, stop_process_groups, terminate_pid
+from sdsbench.process_control import pid_cmdline, terminate_pid
 from sdsbench.services import ServiceError
+from sdsbench.services.daemons import DaemonGroup
 from sdsbench.services.kafka import find_java
 from sdsbench.services.ports import LOOPBACK, free_port, port_in_use, wait_for_port
 
@@ -81,34 +81,28 @@ def health_check(master_web_url: str, timeout: float = 5.0) -> dict[str, Any]:
     }
 
 
-class SparkCluster:
+class SparkCluster(DaemonGroup):
     """A Master and ``workers`` Workers (``cores_per_worker`` cores and ``worker_memory_mb``
     for executors each) under ``run_dir``. ``port`` 0 picks a free master port.
     ``settings``: Spark properties for the daemons (e.g. spark.worker.cleanup.enabled)."""
+
+    kind = "Spark"
 
     def __init__(self, run_dir: Path | str, workers: int = 2, cores_per_worker: int = 1,
                  worker_memory_mb: int = 2048, port: int = 0,
                  settings: dict[str, str] | None = None) -> None:
         if workers < 1:
             raise ServiceError("a Spark cluster needs at least 1 worker")
-        self.run_dir = Path(run_dir).resolve()
+        super().__init__(run_dir)
         self.workers = int(workers)
         self.cores_per_worker = int(cores_per_worker)
         self.worker_memory_mb = int(worker_memory_mb)
         self.requested_port = int(port or 0)
         self.settings = {k: str(v) for k, v in (settings or {}).items()}
-        self.port = self.requested_port
-        self.web_port = 0
-        self.worker_web_ports: list[int] = []
-        self.start_seconds: float | None = None
-        self._pids: dict[str, int] = {}
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        try:  # re-created from run_dir: the urls of the cluster that runs there
-            state = json.loads((self.run_dir / "cluster.json").read_text())
-            self.port, self.web_port = int(state["port"]), int(state["web_port"])
-            self.worker_web_ports = [int(p) for p in state.get("worker_web_ports", [])]
-        except (OSError, ValueError, KeyError):
-            pass
+        state = self.saved_state()  # re-created from run_dir: the urls of that cluster
+        self.port = int(state.get("port", self.requested_port))
+        self.web_port = int(state.get("web_port", 0))
+        self.worker_web_ports = [int(p) for p in state.get("worker_web_ports", [])]
 
     @property
     def master_url(self) -> str:
@@ -122,25 +116,8 @@ class SparkCluster:
     def names(self) -> list[str]:
         return ["master", *(f"worker-{i}" for i in range(1, self.workers + 1))]
 
-    @property
-    def pids(self) -> dict[str, int]:
-        """Pids of the daemons: this object's, else the pid files under run_dir (all of
-        them: a cluster re-created with another worker count still stops every one)."""
-        for path in sorted(self.run_dir.glob("*.pid")):
-            if path.stem not in self._pids and path.stem.startswith(("master", "worker-")):
-                try:
-                    self._pids[path.stem] = int(path.read_text().strip())
-                except (OSError, ValueError):
-                    pass
-        return dict(self._pids)
-
-    def _ours(self, pid: int) -> bool:
-        # Every daemon's command line (spark-class's bash and the JVM it execs) carries
-        # run_dir (--properties-file): a pid reused by another process is left alone.
-        return pid_alive(pid) and str(self.run_dir) + os.sep in pid_cmdline(pid)
-
-    def running(self) -> bool:
-        return any(self._ours(pid) for pid in self.pids.values())
+    def log_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
 
     def _launch(self, name: str, main: str, args: list[str], home: Path,
                 env_extra: dict[str, str]) -> None:
@@ -148,25 +125,11 @@ class SparkCluster:
                "SPARK_CONF_DIR": str(self.run_dir / "conf"),
                "SPARK_LOG_DIR": str(self.run_dir), "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
                **env_extra}
-        log = open(self.run_dir / f"{name}.log", "ab")
-        try:
-            proc = subprocess.Popen(
-                [str(home / "bin" / "spark-class"), main, *args,
-                 "--properties-file", str(self.run_dir / "conf" / "spark-defaults.conf")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.run_dir, env=env, start_new_session=True)
-        finally:
-            log.close()
-        self._procs[name], self._pids[name] = proc, proc.pid
-        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
-
-    def _check_exited(self) -> None:
-        for name, proc in self._procs.items():
-            if proc.poll() is not None:
-                log = self.run_dir / f"{name}.log"
-                tail = log.read_text(errors="replace")[-1500:].strip()
-                raise ServiceError(f"Spark {name} exited with code {proc.returncode}; "
-                                   f"see {log}: {tail}")
+        # --properties-file also puts run_dir into both command lines (spark-class's bash
+        # and the JVM it execs): how the daemons are recognised as this cluster's.
+        self.spawn(name, [str(home / "bin" / "spark-class"), main, *args, "--properties-file",
+                          str(self.run_dir / "conf" / "spark-defaults.conf")],
+                   env, self.log_file(name))
 
     def _pick_ports(self) -> list[int]:
         taken: set[int] = set()
@@ -194,32 +157,28 @@ class SparkCluster:
         t0 = time.monotonic()
         home = spark_home()
         java = find_java()
-        if self.running():
-            raise ServiceError(f"a Spark cluster already runs under {self.run_dir} "
-                               f"(pids {self.pids}): stop it first")
-        self._pids, self._procs = {}, {}
+        worker_ports = self._pick_ports() if not self.running() else []
+        self.prepare({"master_url": self.master_url, "web_url": self.web_url,
+                      "port": self.port, "web_port": self.web_port,
+                      "worker_web_ports": self.worker_web_ports, "workers": self.workers})
         (self.run_dir / "conf").mkdir(parents=True, exist_ok=True)
-        for stale in self.run_dir.glob("*.pid"):  # of an earlier, stopped cluster
-            stale.unlink()
         (self.run_dir / "conf" / "spark-defaults.conf").write_text(
             "".join(f"{k} {v}\n" for k, v in self.settings.items()))
-        worker_ports = self._pick_ports()
-        (self.run_dir / "cluster.json").write_text(json.dumps({
-            "master_url": self.master_url, "web_url": self.web_url, "port": self.port,
-            "web_port": self.web_port, "worker_web_ports": self.worker_web_ports,
-            "workers": self.workers}, indent=2) + "\n")
         # spark-class runs $JAVA_HOME/bin/java, else java on PATH: the one find_java chose
         env_java = {"JAVA_HOME": str(Path(java).resolve().parent.parent)}
+
+        def workers_alive() -> bool:
+            try:
+                return health_check(self.web_url)["workers_alive"] >= self.workers
+            except ServiceError:
+                return False
+
         try:
             self._launch("master", MASTER_CLASS,
                          ["--host", LOOPBACK, "--port", str(self.port),
                           "--webui-port", str(self.web_port)], home, env_java)
-            while not wait_for_port(self.web_port, timeout=0.5):
-                self._check_exited()
-                if time.monotonic() - t0 > timeout:
-                    raise ServiceError(f"Spark master did not open its web UI {self.web_url} "
-                                       f"within {timeout:.0f} s; see "
-                                       f"{self.run_dir / 'master.log'}")
+            self.wait_until(lambda: wait_for_port(self.web_port, timeout=0.5), t0, timeout,
+                            f"the master did not open its web UI {self.web_url}")
             for i in range(1, self.workers + 1):
                 work = self.run_dir / f"worker-{i}" / "work"
                 work.mkdir(parents=True, exist_ok=True)
@@ -230,19 +189,9 @@ class SparkCluster:
                               "--memory", f"{self.worker_memory_mb}m",
                               "--work-dir", str(work), self.master_url],
                              home, {**env_java, "SPARK_WORKER_DIR": str(work)})
-            while True:
-                self._check_exited()
-                try:
-                    if health_check(self.web_url)["workers_alive"] >= self.workers:
-                        break
-                except ServiceError:
-                    pass
-                if time.monotonic() - t0 > timeout:
-                    raise ServiceError(
-                        f"Spark master {self.master_url} does not see {self.workers} ALIVE "
-                        f"workers after {timeout:.0f} s; see the logs "
-                        f"{', '.join(str(self.run_dir / f'{n}.log') for n in self.names)}")
-                time.sleep(0.2)
+            self.wait_until(workers_alive, t0, timeout,
+                            f"the master {self.master_url} does not see {self.workers} "
+                            "ALIVE workers")
         except BaseException:
             self.stop()
             raise
@@ -250,22 +199,13 @@ class SparkCluster:
         return self.master_url
 
     def stop(self, timeout: float = 30.0) -> list[str]:
-        """Stop every daemon (each Worker's executors with it, in its process group) all
-        at once: one by one, the master would reschedule a stopping worker's executors
-        onto the others. Idempotent; returns the names stopped."""
-        stopped = stop_process_groups(
-            {name: pid for name, pid in self.pids.items() if self._ours(pid)}, timeout)
-        for proc in self._procs.values():  # reap the daemons this object started
-            proc.poll()
-        self._procs.clear()
-        self._sweep()
-        return stopped
-
-    def _sweep(self) -> None:
-        # Anything else started from run_dir (an executor that left the group) goes too.
+        """Every daemon (each Worker's executors with it, in its process group), then
+        anything else started from run_dir (an executor that left its group)."""
+        stopped = super().stop(timeout)
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and int(entry.name) != os.getpid():
                 pid = int(entry.name)
-                if self._ours(pid) and ("java" in pid_cmdline(pid).split(" ", 1)[0]
-                                        or "spark-class" in pid_cmdline(pid)):
+                if self.ours(pid) and ("java" in pid_cmdline(pid).split(" ", 1)[0]
+                                       or "spark-class" in pid_cmdline(pid)):
                     terminate_pid(pid, timeout=5.0)
+        return stopped

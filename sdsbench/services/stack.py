@@ -55,6 +55,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "spark": {"workers": 0, "cores_per_worker": 1, "worker_memory_mb": 2048},
 }
 # optional keys besides the schema's: postgres.settings, kafka.settings, kafka.controller_port
+# The engines' clusters: the class, and the key of its section that sizes it (0: none).
+ENGINE_CLUSTERS: dict[str, tuple[Any, str]] = {
+    "flink": (flink_cluster.FlinkCluster, "taskmanagers"),
+    "spark": (spark_cluster.SparkCluster, "workers"),
+}
 
 
 @dataclass
@@ -239,31 +244,20 @@ def _start_locked(cfg: dict[str, Any], state_dir: Path) -> Services:
             versions["kafka"] = kafka_svc.kafka_version()
             versions["java"] = _java_version()
         times["kafka"] = round(time.monotonic() - t0, 3)
-        f_cfg, s_cfg = cfg["flink"], cfg["spark"]
-        if int(f_cfg["taskmanagers"]) > 0:
-            t0 = time.monotonic()
-            flink = flink_cluster.FlinkCluster(
-                state_dir / "flink", taskmanagers=int(f_cfg["taskmanagers"]),
-                slots_per_taskmanager=int(f_cfg["slots_per_taskmanager"]),
-                jobmanager_memory_mb=int(f_cfg["jobmanager_memory_mb"]),
-                taskmanager_memory_mb=int(f_cfg["taskmanager_memory_mb"]))
-            started.append(flink)
-            flink_rest = flink.start()
-            pids.update({f"flink-{name}": pid for name, pid in flink.pids.items()})
-            versions["flink"] = flink_cluster.flink_version()
-            times["flink"] = round(time.monotonic() - t0, 3)
-        if int(s_cfg["workers"]) > 0:
-            t0 = time.monotonic()
-            spark = spark_cluster.SparkCluster(
-                state_dir / "spark", workers=int(s_cfg["workers"]),
-                cores_per_worker=int(s_cfg["cores_per_worker"]),
-                worker_memory_mb=int(s_cfg["worker_memory_mb"]))
-            started.append(spark)
-            spark_master = spark.start()
-            spark_web = spark.web_url
-            pids.update({f"spark-{name}": pid for name, pid in spark.pids.items()})
-            versions["spark"] = spark_cluster.spark_version()
-            times["spark"] = round(time.monotonic() - t0, 3)
+        for name, (make, size) in ENGINE_CLUSTERS.items():
+            if int(cfg[name][size]) > 0:
+                t0 = time.monotonic()
+                cluster = make(state_dir / name, **cfg[name])
+                started.append(cluster)
+                endpoint = cluster.start()
+                pids.update({f"{name}-{part}": pid for part, pid in cluster.pids.items()})
+                if name == "flink":
+                    flink_rest = endpoint
+                    versions["flink"] = flink_cluster.flink_version()
+                else:
+                    spark_master, spark_web = endpoint, cluster.web_url
+                    versions["spark"] = spark_cluster.spark_version()
+                times[name] = round(time.monotonic() - t0, 3)
     except BaseException:
         for service in reversed(started):
             service.stop()
@@ -356,10 +350,9 @@ def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
     except ServiceError:
         pass
     # The engines' clusters before the broker their jobs read from.
-    for name, cluster in (("flink", flink_cluster.FlinkCluster),
-                          ("spark", spark_cluster.SparkCluster)):
+    for name, (make, _size) in ENGINE_CLUSTERS.items():
         if (state_dir / name).exists():
-            stopped += [f"{name}-{part}" for part in cluster(state_dir / name).stop(timeout)]
+            stopped += [f"{name}-{part}" for part in make(state_dir / name).stop(timeout)]
     kafka_dir = state_dir / "kafka"
     if kafka_dir.exists() and not (svc and svc.external.get("kafka")):
         # A cluster's nodes all at once: stopped one by one, each would first move its
