@@ -86,6 +86,14 @@ def test_spark_master_cluster_is_the_stacks_master_with_n_one_core_executors() -
         cluster_master("cluster", SimpleNamespace(spark_master=None))
 
 
+def test_a_cluster_master_s_executors_are_the_spark_run_s_parallelism() -> None:
+    from sdsbench.analysis.engine_metrics import parallelism_of
+
+    assert parallelism_of("spark", {"master": "cluster[2]"}) == 2
+    assert parallelism_of("spark", {"master": "local[1]"}) == 1
+    assert math.isnan(parallelism_of("spark", {"master": "cluster"}))
+
+
 def test_flink_cluster_address_is_the_stacks_jobmanager() -> None:
     from engines.flink.pipeline import stack_jobmanager
 

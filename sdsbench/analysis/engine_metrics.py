@@ -75,11 +75,12 @@ def configured_delay_ms(pipeline: str, params: dict[str, Any], config: dict[str,
 
 def parallelism_of(pipeline: str, params: dict[str, Any]) -> float:
     """Degree of parallelism of a run: Flink's ``parallelism``, the n of Spark's
-    ``local[n]`` master, A2/A3's consumer processes; NaN when none applies."""
+    ``local[n]`` master (or ``cluster[n]``: n executors of one core), A2/A3's consumer
+    processes; NaN when none applies."""
     if "parallelism" in params and params["parallelism"] is not None:
         return float(params["parallelism"])
     master = str(params.get("master", ""))
-    match = re.fullmatch(r"local\[(\d+)\]", master)
+    match = re.fullmatch(r"(?:local|cluster)\[(\d+)\]", master)
     if match:
         return float(match.group(1))
     if "consumers" in params:
