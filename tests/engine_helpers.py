@@ -1,9 +1,11 @@
 """What the Spark and Flink tests share: malformed input injected into a running job's
-input topic, the raw topic read back, and the check of a run's windows against the
-generator's truth minus the events the engine reported late."""
+input topic, the raw topic read back, the check of a run's windows against the
+generator's truth minus the events the engine reported late, and the processes a cluster
+under a directory left behind."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -14,6 +16,7 @@ import pandas as pd
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from sdsbench import contract
+from sdsbench.process_control import pid_alive, pid_cmdline
 from sdsbench.services.kafka import end_offsets
 
 KEY = ["campaign_id", "window_start_ms"]
@@ -100,3 +103,32 @@ def assert_windows_match_truth(out: Path, fired: Callable[[pd.Series], pd.Series
 
 def window_end(start: pd.Series) -> pd.Series:
     return start + contract.WINDOW_MS
+
+
+def processes_of(run_dir: Path) -> dict[int, str]:
+    """Live processes started for ``run_dir`` (a cluster's state directory): its path in
+    their command line or working directory. Pid -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        cmd = pid_cmdline(pid)
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
+        if pid_alive(pid) and (str(run_dir) in cmd or cwd.startswith(str(run_dir))):
+            found[pid] = cmd
+    return found
+
+
+def assert_daemons_are_jvms(pids: dict[str, int], main_class: Callable[[str], str]) -> None:
+    """Each daemon's pid (name -> pid, all distinct) is the JVM itself, running
+    ``main_class(name)`` and leading its own process group (a start script exec'd java)."""
+    assert len(set(pids.values())) == len(pids)
+    for name, pid in pids.items():
+        cmd = pid_cmdline(pid)
+        assert Path(cmd.split(" ", 1)[0]).name == "java", cmd
+        assert main_class(name) in cmd
+        assert os.getpgid(pid) == pid

@@ -206,7 +206,7 @@ def test_a_kafka_node_killed_mid_run_loses_nothing(cluster, tmp_path: Path, targ
 
 
 def test_stopping_the_stack_leaves_no_process(cluster) -> None:
-    import psutil
+    from engine_helpers import processes_of
 
     from sdsbench.services.stack import load_services, stop_services
 
@@ -215,6 +215,4 @@ def test_stopping_the_stack_leaves_no_process(cluster) -> None:
     stopped = stop_services(state)
     assert {"kafka-1", "kafka-2", "kafka-3", "flink-jobmanager", "spark-master"} <= set(stopped)
     assert not any(pid_alive(pid) for pid in pids)
-    left = [p.info for p in psutil.process_iter(["pid", "cmdline"])
-            if str(state) in " ".join(p.info["cmdline"] or [])]
-    assert left == [], left
+    assert processes_of(state) == {}

@@ -13,7 +13,6 @@ No job runs here (tests/test_cluster.py submits one).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,9 +20,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from engine_helpers import assert_daemons_are_jvms, processes_of
 
 from sdsbench.paths import REPO_ROOT
-from sdsbench.process_control import pid_alive, pid_cmdline
+from sdsbench.process_control import pid_alive
 from sdsbench.services import ServiceError
 from sdsbench.services.flink_cluster import (
     JOBMANAGER_CLASS,
@@ -46,23 +46,6 @@ except ServiceError as e:
 
 SMALL = {"taskmanagers": 2, "slots_per_taskmanager": 1, "jobmanager_memory_mb": 768,
          "taskmanager_memory_mb": 1024}
-
-
-def _cluster_procs(run_dir: Path) -> dict[int, str]:
-    """Live processes started for ``run_dir``: its path in their command line or cwd."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        pid = int(entry.name)
-        cmd = pid_cmdline(pid)
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            cwd = ""
-        if pid_alive(pid) and (str(run_dir) in cmd or cwd.startswith(str(run_dir))):
-            found[pid] = cmd
-    return found
 
 
 def test_flink_version_and_unreachable_rest_api() -> None:
@@ -89,13 +72,8 @@ def test_cluster_starts_registers_its_slots_and_stops_everything(tmp_path: Path)
 
         pids = cluster.pids
         assert set(pids) == {"jobmanager", "taskmanager-1", "taskmanager-2"}
-        assert len(set(pids.values())) == 3
-        for name, pid in pids.items():
-            cmd = pid_cmdline(pid)
-            # the scripts exec'd java: the pid is the JVM itself, leading its own group
-            assert Path(cmd.split(" ", 1)[0]).name == "java", cmd
-            assert (JOBMANAGER_CLASS if name == "jobmanager" else TASKMANAGER_CLASS) in cmd
-            assert os.getpgid(pid) == pid
+        assert_daemons_are_jvms(
+            pids, lambda name: JOBMANAGER_CLASS if name == "jobmanager" else TASKMANAGER_CLASS)
         assert cluster.running()
         # the config the module wrote, and the scripts' pid files kept under run_dir
         conf = (run_dir / "conf" / "config.yaml").read_text()
@@ -107,7 +85,7 @@ def test_cluster_starts_registers_its_slots_and_stops_everything(tmp_path: Path)
         assert sorted(cluster.stop()) == ["jobmanager", "taskmanager-1", "taskmanager-2"]
         print(f"cluster stop {time.monotonic() - t0:.1f} s")
         assert not any(pid_alive(p) for p in pids.values())
-        assert _cluster_procs(run_dir) == {}
+        assert processes_of(run_dir) == {}
         assert not cluster.running() and cluster.stop() == []
     finally:
         cluster.stop()
@@ -131,7 +109,7 @@ def test_recreated_cluster_stops_a_running_one(tmp_path: Path) -> None:
         assert sorted(stopped) == ["jobmanager", "taskmanager-1", "taskmanager-2"]
         assert again == []
         assert not any(pid_alive(p) for p in pids.values())
-        assert _cluster_procs(run_dir) == {} and not cluster.running()
+        assert processes_of(run_dir) == {} and not cluster.running()
     finally:
         cluster.stop()
 
@@ -143,4 +121,4 @@ def test_failed_start_stops_what_it_started(tmp_path: Path) -> None:
                            taskmanager_memory_mb=1024)
     with pytest.raises(ServiceError, match=r"jobmanager.*\.(log|launch)"):
         cluster.start(timeout=0.5)  # no JobManager answers this fast
-    assert not cluster.running() and _cluster_procs(run_dir) == {}
+    assert not cluster.running() and processes_of(run_dir) == {}

@@ -21,9 +21,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from engine_helpers import assert_daemons_are_jvms, processes_of
 
 from sdsbench.paths import REPO_ROOT
-from sdsbench.process_control import kill_process_group, pid_alive, pid_cmdline
+from sdsbench.process_control import kill_process_group, pid_alive
 from sdsbench.services import ServiceError
 from sdsbench.services.spark_cluster import (
     MASTER_CLASS,
@@ -73,23 +74,6 @@ sys.stdin.read()
 """
 
 
-def _cluster_procs(run_dir: Path) -> dict[int, str]:
-    """Live processes started for ``run_dir``: its path in their command line or cwd."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        pid = int(entry.name)
-        cmd = pid_cmdline(pid)
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            cwd = ""
-        if pid_alive(pid) and (str(run_dir) in cmd or cwd.startswith(str(run_dir))):
-            found[pid] = cmd
-    return found
-
-
 def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url.rstrip("/") + "/json/", timeout=5) as resp:
         return json.load(resp)
@@ -119,13 +103,8 @@ def test_cluster_runs_an_application_and_stops_everything(tmp_path: Path) -> Non
 
         pids = cluster.pids
         assert set(pids) == {"master", "worker-1", "worker-2"}
-        assert len(set(pids.values())) == 3
-        for name, pid in pids.items():
-            cmd = pid_cmdline(pid)
-            # spark-class exec'd java: the pid is the JVM itself, leading its own group
-            assert Path(cmd.split(" ", 1)[0]).name == "java", cmd
-            assert (MASTER_CLASS if name == "master" else WORKER_CLASS) in cmd
-            assert os.getpgid(pid) == pid
+        assert_daemons_are_jvms(pids, lambda name: MASTER_CLASS if name == "master" else
+                                WORKER_CLASS)
         assert cluster.running()
 
         # A real application on the cluster, from the Spark venv.
@@ -152,7 +131,7 @@ def test_cluster_runs_an_application_and_stops_everything(tmp_path: Path) -> Non
         for port in cluster.worker_web_ports:
             execs = _get_json(f"http://127.0.0.1:{port}")["executors"]
             assert [e["appid"] for e in execs] == [out["app_id"]]
-        executors = {pid: cmd for pid, cmd in _cluster_procs(run_dir).items()
+        executors = {pid: cmd for pid, cmd in processes_of(run_dir).items()
                      if "CoarseGrainedExecutorBackend" in cmd}
         assert len(executors) == 2
         assert {os.getpgid(p) for p in executors} == {pids["worker-1"], pids["worker-2"]}
@@ -162,7 +141,7 @@ def test_cluster_runs_an_application_and_stops_everything(tmp_path: Path) -> Non
         assert sorted(cluster.stop()) == ["master", "worker-1", "worker-2"]
         print(f"cluster stop {time.monotonic() - t0:.1f} s")
         assert not any(pid_alive(p) for p in [*pids.values(), *executors])
-        assert _cluster_procs(run_dir) == {}
+        assert processes_of(run_dir) == {}
         assert not cluster.running() and cluster.stop() == []
     finally:
         if driver is not None:
@@ -187,7 +166,7 @@ def test_recreated_cluster_stops_a_running_one(tmp_path: Path) -> None:
         assert master_url == cluster.master_url and was_running
         assert sorted(stopped) == ["master", "worker-1", "worker-2"] and again == []
         assert not any(pid_alive(p) for p in pids.values())
-        assert _cluster_procs(run_dir) == {} and not cluster.running()
+        assert processes_of(run_dir) == {} and not cluster.running()
     finally:
         cluster.stop()
 
@@ -198,4 +177,4 @@ def test_failed_start_stops_what_it_started(tmp_path: Path) -> None:
     cluster = SparkCluster(run_dir, workers=1)
     with pytest.raises(ServiceError, match="master.log"):
         cluster.start(timeout=0.5)  # no JVM opens its web UI this fast
-    assert not cluster.running() and _cluster_procs(run_dir) == {}
+    assert not cluster.running() and processes_of(run_dir) == {}
