@@ -175,8 +175,10 @@ def _get(url: str) -> str:
         return response.read().decode()
 
 
-@pytest.mark.parametrize("target", ["leader", "controller"])
-def test_a_kafka_node_killed_mid_run_loses_nothing(cluster, tmp_path: Path, target: str) -> None:
+@pytest.mark.parametrize("pipeline, target", [("a2", "leader"), ("a2", "controller"),
+                                              ("a3", "leader")])
+def test_a_kafka_node_killed_mid_run_loses_nothing(cluster, tmp_path: Path, pipeline: str,
+                                                   target: str) -> None:
     from sdsbench.analysis.faults import fault_row
     from sdsbench.services.kafka_cluster import quorum_leader
     from sdsbench.services.stack import check_services, load_services
@@ -185,7 +187,7 @@ def test_a_kafka_node_killed_mid_run_loses_nothing(cluster, tmp_path: Path, targ
     config = load_config(overrides={"services": cfg, "run": {"drain_timeout_s": 150}})
     fault = {"kind": "broker_kill", "at_s": 6, "down_s": 3, "target": target}
     controller = quorum_leader(state / "kafka")
-    run, summary = _run(config, "a2", state, tmp_path, fault=fault)
+    run, summary = _run(config, pipeline, state, tmp_path, fault=fault)
     record = json.loads((run / "metrics" / "faults.json").read_text())
     stop = next(e for e in record["events"] if e["step"] == "broker_stop")
     started = next(e for e in record["events"] if e["step"] == "broker_started")
