@@ -31,6 +31,14 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def read_pid(path: Path) -> int | None:
+    """The pid in a pid file; None when the file is missing or holds no number."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def pid_cmdline(pid: int) -> str:
     try:
         return (

@@ -29,7 +29,7 @@ from sdsbench.paths import REPO_ROOT
 from sdsbench.services import ServiceError
 from sdsbench.services.daemons import DaemonGroup
 from sdsbench.services.kafka import find_java
-from sdsbench.services.ports import LOOPBACK, free_port, port_in_use
+from sdsbench.services.ports import LOOPBACK, free_ports, port_in_use
 
 JOBMANAGER_CLASS = "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint"
 TASKMANAGER_CLASS = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
@@ -150,9 +150,10 @@ class FlinkCluster(DaemonGroup):
         if self.requested_rest_port and port_in_use(self.requested_rest_port):
             raise ServiceError(f"Flink REST port {self.requested_rest_port} is already in use on "
                                f"{LOOPBACK}: stop what listens there or use rest_port 0")
-        self.rest_port, self.rpc_port = self.requested_rest_port or free_port(), free_port()
-        while self.rpc_port == self.rest_port:
-            self.rpc_port = free_port()
+        taken = (self.requested_rest_port,) if self.requested_rest_port else ()
+        ports = free_ports(1 if taken else 2, taken)
+        self.rpc_port = ports.pop()
+        self.rest_port = self.requested_rest_port or ports.pop()
 
     def _command(self, name: str, home: Path) -> list[str]:
         script = "jobmanager.sh" if name == "jobmanager" else "taskmanager.sh"

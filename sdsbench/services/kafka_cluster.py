@@ -8,9 +8,10 @@ import json
 import time
 from pathlib import Path
 
+from sdsbench.process_control import read_pid
 from sdsbench.services import ServiceError
 from sdsbench.services.kafka import KafkaBroker, random_cluster_id
-from sdsbench.services.ports import free_port
+from sdsbench.services.ports import free_ports
 
 
 def node_dir(kafka_dir: Path, node_id: int) -> Path:
@@ -49,14 +50,9 @@ class KafkaCluster:
         """Format every node for one cluster id, start them all, wait until each sees all
         brokers; returns the bootstrap servers (every node)."""
         t0 = time.monotonic()
-        taken: set[int] = set()
+        ports = iter(free_ports(2 * len(self.brokers)))
         for b in self.brokers:
-            for attr in ("port", "controller_port"):
-                port = free_port()
-                while port in taken:
-                    port = free_port()
-                taken.add(port)
-                setattr(b, attr, port)
+            b.port, b.controller_port = next(ports), next(ports)
         voters = {b.node_id: b.controller_port for b in self.brokers}
         cluster_id = random_cluster_id()
         try:
@@ -77,7 +73,7 @@ class KafkaCluster:
         stopped = []
         for b in self.brokers:
             if b.pid is None:
-                b.pid = _read_pid(b.run_dir / "kafka.pid")
+                b.pid = read_pid(b.run_dir / "kafka.pid")
             if b.running():
                 b.stop(timeout)
                 stopped.append(f"kafka-{b.node_id}")
@@ -96,10 +92,3 @@ def quorum_leader(kafka_dir: Path) -> int | None:
         if int(state.get("leaderId", -1)) >= 0:
             best = max(best or (-1, -1), (int(state["leaderEpoch"]), int(state["leaderId"])))
     return best[1] if best else None
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None

@@ -15,6 +15,18 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int, taken: tuple[int, ...] = (), host: str = LOOPBACK) -> list[int]:
+    """``count`` distinct free ports on ``host``, none of them in ``taken`` (the OS may hand
+    out a port again once its probe socket is closed)."""
+    seen, out = set(taken), []
+    while len(out) < count:
+        port = free_port(host)
+        if port not in seen:
+            seen.add(port)
+            out.append(port)
+    return out
+
+
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
     """True if something accepts connections on ``host:port`` or the port cannot be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

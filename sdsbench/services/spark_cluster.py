@@ -27,7 +27,7 @@ from sdsbench.process_control import pid_cmdline, terminate_pid
 from sdsbench.services import ServiceError
 from sdsbench.services.daemons import DaemonGroup
 from sdsbench.services.kafka import find_java
-from sdsbench.services.ports import LOOPBACK, free_port, port_in_use, wait_for_port
+from sdsbench.services.ports import LOOPBACK, free_ports, port_in_use, wait_for_port
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -132,24 +132,15 @@ class SparkCluster(DaemonGroup):
                    env, self.log_file(name))
 
     def _pick_ports(self) -> list[int]:
-        taken: set[int] = set()
-
-        def pick() -> int:
-            port = free_port()
-            while port in taken:
-                port = free_port()
-            taken.add(port)
-            return port
-
-        if self.requested_port:
-            if port_in_use(self.requested_port):
-                raise ServiceError(f"Spark master port {self.requested_port} is already in use "
-                                   f"on {LOOPBACK}: stop what listens there or use port 0")
-            taken.add(self.requested_port)
-        self.port = self.requested_port or pick()
-        self.web_port = pick()
-        self.worker_web_ports = [pick() for _ in range(self.workers)]
-        return [pick() for _ in range(self.workers)]  # the workers' RPC ports
+        if self.requested_port and port_in_use(self.requested_port):
+            raise ServiceError(f"Spark master port {self.requested_port} is already in use "
+                               f"on {LOOPBACK}: stop what listens there or use port 0")
+        taken = (self.requested_port,) if self.requested_port else ()
+        ports = free_ports(1 + 2 * self.workers + (0 if self.requested_port else 1), taken)
+        self.port = self.requested_port or ports.pop()
+        self.web_port = ports.pop()
+        self.worker_web_ports = [ports.pop() for _ in range(self.workers)]
+        return ports  # the workers' RPC ports
 
     def start(self, timeout: float = 120.0) -> str:
         """Start the Master, then the Workers; wait until the master reports all of them

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdsbench.process_control import pid_alive, pid_cmdline, stop_process_groups
+from sdsbench.process_control import pid_alive, pid_cmdline, read_pid, stop_process_groups
 from sdsbench.services import ServiceError, flink_cluster, kafka_cluster, spark_cluster
 from sdsbench.services import kafka as kafka_svc
 from sdsbench.services import postgres as pg_svc
@@ -357,13 +357,13 @@ def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
     if kafka_dir.exists() and not (svc and svc.external.get("kafka")):
         # A cluster's nodes all at once: stopped one by one, each would first move its
         # partitions' leadership to the others.
-        nodes = {f"kafka-{f.parent.name[5:]}": _read_pid(f)
+        nodes = {f"kafka-{f.parent.name[5:]}": read_pid(f)
                  for f in sorted(kafka_dir.glob("node-*/kafka.pid"))}
         nodes = {label: pid for label, pid in nodes.items()
                  if pid and str(kafka_dir) in pid_cmdline(pid)}
         stopped += stop_process_groups(nodes, timeout)
         broker = kafka_svc.KafkaBroker(kafka_dir)
-        broker.pid = _read_pid(kafka_dir / "kafka.pid")
+        broker.pid = read_pid(kafka_dir / "kafka.pid")
         if broker.pid and pid_alive(broker.pid):
             broker.stop(timeout=timeout)
             stopped.append("kafka")
@@ -375,13 +375,6 @@ def _stop_locked(state_dir: Path, timeout: float = 30.0) -> list[str]:
             stopped.append("postgres")
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     return stopped
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def restart_broker(
@@ -408,7 +401,7 @@ def restart_broker(
     k_cfg = svc.config["kafka"]
     with _locked(state_dir):
         old = kafka_svc.KafkaBroker(node_dir)
-        old.pid = svc.pids.get(label) or _read_pid(node_dir / "kafka.pid")
+        old.pid = svc.pids.get(label) or read_pid(node_dir / "kafka.pid")
         t0 = time.monotonic()
         if kill:
             _kill_group(old.pid, timeout)
