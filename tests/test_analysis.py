@@ -279,7 +279,7 @@ def test_search_reuses_completed_trials(tmp_path, config):
 # ------------------------------------------------------------------ the matrix
 def test_run_ids_say_what_a_run_is(config):
     runs = expand_runs(config)
-    assert "a2-constant-r50000" in runs
+    assert "a2-constant-r100000" in runs
     assert "spark-spp-r20000-local1-sp1" in runs  # local[1]: no brackets in paths
     th = runs["flink-mmpp-th2x"]
     assert th["arrival"]["rate_eps"] is None
