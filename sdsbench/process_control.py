@@ -131,24 +131,33 @@ def stop_process_groups(leaders: dict[str, int], timeout_s: float = 30.0) -> lis
     return list(live)
 
 
-def kill_process_group(proc: Any, timeout_s: float = 10.0) -> list[int]:
-    """SIGKILL the process group led by ``proc`` (a Popen-like leader: an engine's Python
-    driver started in its own session, and its JVM), reap ``proc`` and wait until nothing
-    of the group is left (a reaped leader's orphans are reaped by init). The pids killed."""
-    members = group_members(proc.pid)
+def kill_process_group(leader: Any, timeout_s: float = 10.0) -> list[int]:
+    """SIGKILL the process group led by ``leader`` and wait until nothing of it is left.
+
+    ``leader``: a Popen-like object (an engine's Python driver started in its own session,
+    and its JVM), which is waited for, or a pid (a service daemon's), reaped if it is our
+    child; a reaped leader's orphans are reaped by init. The pids killed."""
+    pid = leader if isinstance(leader, int) else leader.pid
+    members = group_members(pid)
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         return []
-    proc.wait(timeout=timeout_s)
+    if not isinstance(leader, int):
+        leader.wait(timeout=timeout_s)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if isinstance(leader, int):
+            try:
+                os.waitpid(pid, os.WNOHANG)  # a zombie child would keep the group alive
+            except ChildProcessError:
+                pass
         try:
-            os.killpg(proc.pid, 0)
+            os.killpg(pid, 0)
         except ProcessLookupError:
             return members
         time.sleep(0.05)
-    raise RuntimeError(f"process group {proc.pid} still alive {timeout_s} s after SIGKILL")
+    raise RuntimeError(f"process group {pid} still alive {timeout_s} s after SIGKILL")
 
 
 class StopFlag:

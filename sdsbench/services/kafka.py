@@ -25,7 +25,7 @@ from typing import Any
 from sdsbench.paths import REPO_ROOT
 from sdsbench.process_control import pid_alive, terminate_pid
 from sdsbench.services import ServiceError
-from sdsbench.services.ports import LOOPBACK, free_port, port_in_use, wait_for_port
+from sdsbench.services.ports import LOOPBACK, free_ports, port_in_use, wait_for_port
 
 KAFKA_LIB = REPO_ROOT / ".deps" / "kafka" / "lib"
 KAFKA_ENV = REPO_ROOT / "env" / "kafka"
@@ -294,9 +294,7 @@ class KafkaBroker:
         for attr, key in (("port", "port"), ("controller_port", "controller_port")):
             value = getattr(self, attr)
             if value == 0:
-                value = free_port()
-                while value in (self.port, self.controller_port):
-                    value = free_port()
+                value = free_ports(1, taken=(self.port, self.controller_port))[0]
                 setattr(self, attr, value)
             # A restart on the ports the broker just left skips the check: its closed
             # connections linger in TIME_WAIT, which its SO_REUSEADDR listener ignores.

@@ -22,7 +22,6 @@ import fcntl
 import json
 import os
 import platform
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,7 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdsbench.process_control import pid_alive, pid_cmdline, read_pid, stop_process_groups
+from sdsbench.process_control import (
+    kill_process_group,
+    pid_alive,
+    pid_cmdline,
+    read_pid,
+    stop_process_groups,
+)
 from sdsbench.services import ServiceError, flink_cluster, kafka_cluster, spark_cluster
 from sdsbench.services import kafka as kafka_svc
 from sdsbench.services import postgres as pg_svc
@@ -404,7 +409,8 @@ def restart_broker(
         old.pid = svc.pids.get(label) or read_pid(node_dir / "kafka.pid")
         t0 = time.monotonic()
         if kill:
-            _kill_group(old.pid, timeout)
+            if old.pid:
+                kill_process_group(old.pid, timeout)
         else:
             old.stop(timeout=timeout)
         stop_s = time.monotonic() - t0
@@ -422,25 +428,6 @@ def restart_broker(
     return {"stop_s": round(stop_s, 3), "start_s": round(time.monotonic() - t1, 3),
             "node": node, "signal": "SIGKILL" if kill else "SIGTERM",
             "old_pid": old.pid, "new_pid": broker.pid}
-
-
-def _kill_group(pid: int | None, timeout: float) -> None:
-    """SIGKILL process group ``pid`` and wait until it is gone (reaped if our child)."""
-    if not pid:
-        return
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if time.monotonic() > deadline:
-            raise ServiceError(f"Kafka node {pid} still alive {timeout} s after SIGKILL")
-        time.sleep(0.05)
 
 
 def kafka_leaders(svc: Services, topic: str) -> dict[int, int]:
