@@ -105,6 +105,20 @@ def test_the_fit_spread_brackets_its_value_and_needs_enough_runs():
     assert math.isnan(too_few["fixed"]) and too_few["n_runs"] == 2
 
 
+def test_runs_at_one_rate_give_no_fit_instead_of_an_arbitrary_one():
+    # Five runs at 20k ev/s and about the same batch rate: the parts are not separable,
+    # whatever least squares would print for them.
+    rng = np.random.default_rng(2)
+    rows = [_run(f"s{i}", "spark", 20_000 + rng.normal(0, 20), 3.6 + rng.normal(0, 0.05),
+                 1.0 + rng.normal(0, 0.02)) for i in range(5)]
+    fit = cpu_cost.fit_cost(rows, cpu_cost.regressors_of("spark"))
+    assert fit["condition"] > cpu_cost.MAX_CONDITION and fit["n_runs"] == 5
+    assert math.isnan(fit["batches_per_s"]) and math.isnan(fit["events_per_s_lo"])
+    flink = [_run(f"f{i}", "flink", 20_000 + 10 * i, math.nan, 0.3 + 0.01 * i)
+             for i in range(4)]
+    assert math.isnan(cpu_cost.fit_cost(flink, cpu_cost.regressors_of("flink"))["fixed"])
+
+
 def test_the_fit_leaves_out_runs_that_change_the_engine():
     rows = [_run("a", "spark", 20_000, 3.7, 1.0),
             _run("b", "spark", 20_000, 0.5, 0.3, {"trigger_ms": 2000}),

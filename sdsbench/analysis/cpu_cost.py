@@ -15,7 +15,10 @@ the same run: ``fixed`` (1, so its coefficient is cores spent whatever the rate)
 pipeline's default configuration and those that vary only settings that leave the
 engine's machinery alone (``FIT_SETTINGS``): a trigger interval changes the batches per
 second at the same event rate, which is what separates the two Spark costs. Its spread is
-the jackknife range: the coefficients refitted with each run left out in turn.
+the jackknife range: the coefficients refitted with each run left out in turn. Runs that
+barely vary a regressor (all at one rate, or one batch rate) cannot separate the parts:
+above ``MAX_CONDITION`` (the condition number of the design with each column scaled to
+its largest value) the fit gives no coefficients instead of arbitrary ones.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ SPARK_PHASES = ("latest_offset", "get_batch", "query_planning", "add_batch", "wa
 REGRESSORS = {"fixed": "cores", "events_per_s": "CPU-us per event",
               "batches_per_s": "CPU-ms per micro-batch"}
 FIT_SETTINGS = frozenset({"watermark_delay_ms", "watermark_bound_ms", "trigger_ms"})
+# The quick profile's fits, whose runs span 20k ev/s to 2 x t_h and two Spark triggers,
+# are at 2.6-3.9; a profile whose runs all share one rate is at 10^3 and more.
+MAX_CONDITION = 20.0
 # Coefficient (cores per unit of the regressor) -> the unit above.
 _SCALE = {"fixed": 1.0, "events_per_s": 1e6, "batches_per_s": 1e3}
 
@@ -139,19 +145,26 @@ def _design(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> tuple[np.nd
 def fit_cost(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
     """Least squares of the SUT core share on ``names`` (module docstring) over ``rows``
     (run summaries). Per regressor: ``<name>`` in the unit of ``REGRESSORS`` and its
-    jackknife ``<name>_lo``/``<name>_hi``; ``n_runs``; ``residual_rms`` (cores). Runs
-    lacking a value are left out; with fewer runs than regressors + 1 every value is NaN."""
+    jackknife ``<name>_lo``/``<name>_hi``; ``n_runs``; ``residual_rms`` (cores);
+    ``condition``. Runs lacking a value are left out; with fewer runs than regressors + 2,
+    or a condition above ``MAX_CONDITION``, every coefficient is NaN."""
     usable = [r for r in rows if all(
         not math.isnan(as_number(r.get(k)))
         for k in ("cpu_sut_core_share", "cpu_span_eps",
                   *(["spark_batches_per_s"] if "batches_per_s" in names else [])))]
     out: dict[str, Any] = {"n_runs": len(usable), "residual_rms": math.nan,
+                           "condition": math.nan,
                            "runs": ";".join(str(r["run_id"]) for r in usable)}
     for n in names:
         out |= {n: math.nan, f"{n}_lo": math.nan, f"{n}_hi": math.nan}
-    if len(usable) < len(names) + 1:
+    # Two more runs than coefficients: with one more, each leave-one-out refit is exact
+    # and the jackknife range says nothing.
+    if len(usable) < len(names) + 2:
         return out
     x, y = _design(usable, names)
+    out["condition"] = float(np.linalg.cond(x / np.abs(x).max(axis=0)))
+    if not out["condition"] <= MAX_CONDITION:
+        return out
     coef = np.linalg.lstsq(x, y, rcond=None)[0]
     out["residual_rms"] = float(np.sqrt(np.mean((y - x @ coef) ** 2)))
     leave_one_out = np.array([

@@ -373,10 +373,9 @@ def profile_facts(config: dict[str, Any]) -> dict[str, str]:
     run_s = config["run"]["duration_s"]
     for key, blocks in _group_runs(config).items():
         group = GROUP_LABELS.get(key, key)
-        if not blocks:
-            facts[f"{group}: runs"] = "0"
-            continue
         facts[f"{group}: runs, repetitions included"] = str(len(groups.get(key, [])))
+        if not groups.get(key):  # a group this profile leaves out: no details to compare
+            continue
         facts[f"{group}: repetitions of each run"] = _values(
             [repetitions_of(config, b) for b in blocks] if key != FAULTS else [1])
         facts[f"{group}: seconds of input per run"] = _values(
@@ -387,6 +386,9 @@ def profile_facts(config: dict[str, Any]) -> dict[str, str]:
     facts["warm-up left out of latency statistics, s"] = _values(
         [config["experiments"]["warmup_s"]])
     search = config["search"]
+    facts["t_h search: pipelines"] = _values(search["pipelines"])
+    if not search["pipelines"]:
+        return facts | _bench_facts(config)
     facts["t_h search: arrival processes"] = _values(search["processes"])
     facts["t_h search: repetitions"] = _values([search.get("repetitions") or 1])
     facts["t_h search: staircase step factor (the interval's width)"] = _values(
@@ -397,11 +399,15 @@ def profile_facts(config: dict[str, Any]) -> dict[str, str]:
         [search["confirm_trials"]])
     facts["t_h search: seconds of input per steady trial"] = _values(
         [search["trial_duration_s"]])
+    return facts | _bench_facts(config)
+
+
+def _bench_facts(config: dict[str, Any]) -> dict[str, str]:
     bench = config["experiments"].get("generator_bench") or {}
-    if bench.get("enabled"):
-        facts["generator benchmark: producer processes"] = _values(bench["processes"])
-        facts["generator benchmark: compression"] = _values(bench["compression"])
-    return facts
+    if not bench.get("enabled"):
+        return {"generator benchmark: producer processes": "none"}
+    return {"generator benchmark: producer processes": _values(bench["processes"]),
+            "generator benchmark: compression": _values(bench["compression"])}
 
 
 def full_profile(config: dict[str, Any], path: str | Path | None = FULL_PROFILE
@@ -418,8 +424,14 @@ def leaves_out(config: dict[str, Any], full: dict[str, Any] | None) -> list[dict
     if full is None:
         return []
     mine, theirs = profile_facts(config), profile_facts(full)
+    # A group (or the search) this profile does not run is one line, not one per detail.
+    absent = [k.split(":")[0] for k, v in mine.items()
+              if k.endswith((": runs, repetitions included", ": pipelines", ": producer processes"))
+              and v in ("0", "none")]
+    keys = [k for k in dict.fromkeys([*mine, *theirs])
+            if k in mine or not any(k.startswith(f"{a}: ") for a in absent)]
     return [{"what": k, "this": mine.get(k, "none"), "full": theirs.get(k, "none")}
-            for k in dict.fromkeys([*mine, *theirs]) if mine.get(k) != theirs.get(k)]
+            for k in keys if mine.get(k) != theirs.get(k)]
 
 
 def _repetitions_by_group(config: dict[str, Any]) -> list[dict[str, Any]]:
