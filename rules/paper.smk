@@ -17,6 +17,7 @@ rule paper:
         searches=SEARCH_SUMMARIES,
         bench=[GENERATOR_BENCH] if GENERATOR_BENCH else [],
         ceiling=[CEILING_BENCH] if CEILING_BENCH else [],
+        spark_floor=[SPARK_FLOOR_BENCH] if SPARK_FLOOR_BENCH else [],
         templates=[f"{TEMPLATES}/{t}.j2" for t in ("body", "paper.md", "paper.tex")],
         code=code_of("render_paper.py")
         + [os.path.relpath(f"{workflow.basedir}/config/full.yaml")],

@@ -120,3 +120,23 @@ rule bench_ceiling:
         bench_slot=1,
     shell:
         "{PY} {SCRIPTS}/bench_ceiling.py {CONFIG_ARGS} --out {output} > {log} 2>&1"
+
+
+SPARK_FLOOR = config["experiments"].get("spark_floor_bench") or {"enabled": False}
+SPARK_FLOOR_BENCH = f"data/{PROFILE}/bench/spark_floor" if SPARK_FLOOR["enabled"] else None
+
+
+rule bench_spark_floor:
+    # Spark's own cost per micro-batch (engines/spark/batch_floor.py); reruns when its
+    # settings or the Spark settings it runs with change.
+    output:
+        directory(f"data/{PROFILE}/bench/spark_floor"),
+    params:
+        bench=SPARK_FLOOR,
+        spark={k: config["spark"][k] for k in ("master", "trigger_ms", "shuffle_partitions")},
+    log:
+        f"{LOGS}/bench/spark_floor.log",
+    resources:
+        bench_slot=1,
+    shell:
+        "{PY} {SCRIPTS}/bench_spark_floor.py {CONFIG_ARGS} --out {output} > {log} 2>&1"

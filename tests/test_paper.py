@@ -74,6 +74,16 @@ CEILING = {"events": 2000000, "exact": True, "repetitions": 3,
                                          "eps_max": 500000.0, "n": 3}}}}
 
 
+#: A fabricated Spark floor (engines.spark.batch_floor's CSV): 2 variants x 3 repetitions.
+SPARK_FLOOR = pd.DataFrame(
+    [{"variant": v, "repetition": k, "batches": 40, "rows_per_batch": 5000,
+      "cpu_ms_per_batch": cpu, "jit_ms_per_batch": 5.0, "codegen_per_batch": cg,
+      "batch_ms_median": 200, "cores": 0.5}
+     for v, cg, cpus in (("stateless", 0.0, (100.0, 120.0, 110.0)),
+                         ("window", 1.0, (260.0, 300.0, 280.0)))
+     for k, cpu in enumerate(cpus, start=1)])
+
+
 def _build(root: Path) -> tuple[dict, Path]:
     config = load_config(REPO / "config" / "config.yaml", overrides=PROFILE)
     data = root / "data" / "papertest"
@@ -105,6 +115,8 @@ def _build(root: Path) -> tuple[dict, Path]:
         build_table(name, summary, config).to_csv(summary / f"{name}.csv", index=False)
     faults_table(config, summary, data / "raw").to_csv(summary / "faults.csv", index=False)
     write_json_atomic(data / "bench" / "ceiling" / "summary.json", CEILING)
+    (data / "bench" / "spark_floor").mkdir(parents=True)
+    SPARK_FLOOR.to_csv(data / "bench" / "spark_floor" / "floor.csv", index=False)
     return config, summary
 
 
@@ -312,6 +324,15 @@ def test_t_h_is_given_as_a_fraction_of_the_engine_ceiling(built):
     lo, hi = 100 * flink["fraction_lo"], 100 * flink["fraction_hi"]
     assert f"{100 * flink['fraction']:.0f} [{lo:.0f}-{hi:.0f}] per cent" in section
     assert "Every pass counted every event" in section
+
+
+def test_spark_floor_is_printed_per_variant_with_its_spread(built):
+    floor = built["context"]["spark_floor"]["by_variant"]
+    assert floor["window"]["median"] == 280.0 and floor["window"]["n"] == 3
+    section = built["md"].split("### Spark's own cost per micro-batch")[1].split("\n## ")[0]
+    assert "| 110 [100-120] | 3 | 0.00 | 120 |" in section
+    assert "| 280 [260-300] | 3 | 1.00 | 120 |" in section
+    assert "5,000 rows per batch" in section
 
 
 def test_the_paper_template_types_no_result_number() -> None:

@@ -127,6 +127,23 @@ def _ceiling(path: Path, th: dict[str, dict[str, Any]]) -> dict[str, Any] | None
             "repetitions": summary.get("repetitions"), "rows": rows}
 
 
+def _spark_floor(path: Path) -> dict[str, Any] | None:
+    """Spark's own per-batch CPU (``engines.spark.batch_floor``): per variant, median
+    [min-max] over the repetitions of CPU-ms and code compilations per batch."""
+    if not path.exists():
+        return None
+    table = pd.read_csv(path)
+    rows = []
+    for variant, part in table.groupby("variant", sort=False):
+        cpu = part["cpu_ms_per_batch"].astype(float)
+        rows.append({"variant": variant, "n": len(part), "median": float(cpu.median()),
+                     "lo": float(cpu.min()), "hi": float(cpu.max()),
+                     "codegen_per_batch": float(part["codegen_per_batch"].median()),
+                     "batches": int(part["batches"].sum()),
+                     "rows_per_batch": int(part["rows_per_batch"].iloc[0])})
+    return {"rows": rows, "by_variant": {r["variant"]: r for r in rows}}
+
+
 def _provenance(summary_dir: Path, run_ids: list[str]) -> dict[str, Any]:
     started, ended, commits, wall, load5 = [], [], set(), 0.0, []
     machine, software = None, {}
@@ -596,4 +613,6 @@ def build_context(
         "cluster": cluster_settings(config),
         "cpu": _cpu(summary_dir),
         "ceiling": _ceiling(ceiling_path, th) if ceiling_on else None,
+        "spark_floor": _spark_floor(summary_dir.parent / "bench" / "spark_floor" / "floor.csv")
+        if (config["experiments"].get("spark_floor_bench") or {}).get("enabled") else None,
     }
