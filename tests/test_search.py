@@ -97,6 +97,28 @@ def test_staircase_steps_where_the_generator_fell_behind_are_invalid(tmp_path, c
     assert "generator could not keep its schedule" in stair["reason"]
 
 
+def test_events_sent_late_across_a_step_boundary_do_not_void_the_step():
+    from sdsbench.analysis.staircase import generator_on_schedule
+
+    # The generator of a real staircase (make quick, 2026-12-04): its step at 110k ev/s
+    # (seconds 4-7) ended 63 ms behind, so 5.4k of its events went out in second 8.
+    rate = pd.DataFrame({"second": range(12),
+                         "scheduled": [100_000] * 4 + [110_000] * 4 + [121_000] * 4,
+                         "sent": [100_000] * 4 + [110_000] * 3 + [104_600]
+                         + [126_400] + [121_000] * 3,
+                         "behind_ms_max": [10.0] * 7 + [63.0] + [55.0] + [10.0] * 3})
+    assert generator_on_schedule(rate, 4, 8, 0.01, 500) == (True, "")
+    assert generator_on_schedule(rate, 8, 12, 0.01, 500) == (True, "")
+    # A real shortfall: 5 % of a step never sent, the generator only slightly late.
+    short = rate.assign(sent=[100_000] * 4 + [104_500] * 4 + [121_000] * 4,
+                        behind_ms_max=10.0)
+    ok, why = generator_on_schedule(short, 4, 8, 0.01, 500)
+    assert not ok and why == "generator sent 0.950 of its schedule"
+    late = rate.assign(behind_ms_max=[10.0] * 5 + [800.0] + [10.0] * 6)
+    assert generator_on_schedule(late, 4, 8, 0.01, 500) == (
+        False, "generator behind its schedule by 800 ms")
+
+
 def _fake_trials(capacity):
     calls = []
 

@@ -23,8 +23,9 @@ the smallest such C. Steps offering more than C fail, as do the steps from the f
 after which every steady window fired more than ``latency_bound_ms`` above the delay
 (the latency bound, exceeded for good; a level that wavers around the bound is left to
 the steady confirmation trials); the steps before the first failing one pass. A step in which the
-generator missed its schedule (sent outside ``rate_tolerance`` of scheduled, or behind
-by more than ``generator_behind_max_ms``) is invalid, as is every later one: the
+generator missed its schedule (sent outside ``rate_tolerance`` of scheduled, beyond the
+events its reported lateness carried across the step's boundaries, or behind by more than
+``generator_behind_max_ms``) is invalid, as is every later one: the
 staircase then says only that t_h is at least the last valid passing rate. When no step
 fails, the last step is not judged (nothing after it shows growth) and t_h is at least
 the rate of the step before it.
@@ -132,13 +133,26 @@ def _rate_at(steps: list[tuple[float, float, float]], t_s: float) -> float:
     return steps[-1 if index is None else index][2]
 
 
-def _generator_valid(rate: pd.DataFrame, lo_s: float, hi_s: float, tolerance: float,
-                     behind_max_ms: float) -> tuple[bool, str]:
-    part = rate[(rate["second"] >= math.floor(lo_s)) & (rate["second"] < math.ceil(hi_s))]
+def generator_on_schedule(rate: pd.DataFrame, lo_s: float, hi_s: float, tolerance: float,
+                          behind_max_ms: float) -> tuple[bool, str]:
+    """Did the generator keep its schedule in step [lo_s, hi_s)? (ok, why not).
+
+    Its sent and scheduled counts per second are compared over the step, allowing the
+    events that crossed the step's two boundaries within the lateness the generator
+    reported there: a step that ends 60 ms behind at 110k ev/s sends 6.6k of its events
+    in the next second (1.5 % of a 4 s step) without missing its schedule."""
+    first, last = math.floor(lo_s), math.ceil(hi_s) - 1
+    part = rate[(rate["second"] >= first) & (rate["second"] <= last)]
     scheduled = float(part["scheduled"].sum())
     sent = float(part["sent"].sum())
     behind = float(part["behind_ms_max"].max()) if len(part) else 0.0
-    if scheduled and abs(sent / scheduled - 1.0) > tolerance:
+
+    def carried(second: int) -> float:  # events scheduled in ``second``, sent in the next
+        row = rate[rate["second"] == second]
+        return float((row["behind_ms_max"] * row["scheduled"]).sum()) / 1000.0
+
+    if scheduled and abs(sent - scheduled) > tolerance * scheduled + carried(first - 1) + \
+            carried(last):
         return False, f"generator sent {sent / scheduled:.3f} of its schedule"
     if behind > behind_max_ms:
         return False, f"generator behind its schedule by {behind:.0f} ms"
@@ -193,7 +207,7 @@ def analyse_staircase(
     fail_from = min((i for i in (growth_from, late_from) if i is not None), default=None)
     rows, invalid_from = [], None
     for i, (lo, hi, rate) in enumerate(steps):
-        ok, why = _generator_valid(run.rate, lo, hi, criterion.rate_tolerance,
+        ok, why = generator_on_schedule(run.rate, lo, hi, criterion.rate_tolerance,
                                    criterion.generator_behind_max_ms)
         if invalid_from is None and not ok:
             invalid_from = i
