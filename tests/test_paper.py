@@ -330,8 +330,8 @@ def test_spark_floor_is_printed_per_variant_with_its_spread(built):
     floor = built["context"]["spark_floor"]["by_variant"]
     assert floor["window"]["median"] == 280.0 and floor["window"]["n"] == 3
     section = built["md"].split("### Spark's own cost per micro-batch")[1].split("\n## ")[0]
-    assert "| 110 [100-120] | 3 | 0.00 | 120 |" in section
-    assert "| 280 [260-300] | 3 | 1.00 | 120 |" in section
+    assert "| 110 [100-120] | 3 | 5 | 0.00 | 120 |" in section
+    assert "| 280 [260-300] | 3 | 5 | 1.00 | 120 |" in section
     assert "5,000 rows per batch" in section
 
 

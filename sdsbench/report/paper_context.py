@@ -139,6 +139,7 @@ def _spark_floor(path: Path) -> dict[str, Any] | None:
         rows.append({"variant": variant, "n": len(part), "median": float(cpu.median()),
                      "lo": float(cpu.min()), "hi": float(cpu.max()),
                      "codegen_per_batch": float(part["codegen_per_batch"].median()),
+                     "jit_ms_per_batch": float(part["jit_ms_per_batch"].median()),
                      "batches": int(part["batches"].sum()),
                      "rows_per_batch": int(part["rows_per_batch"].iloc[0])})
     return {"rows": rows, "by_variant": {r["variant"]: r for r in rows}}
