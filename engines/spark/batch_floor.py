@@ -87,32 +87,37 @@ def measure_all(variants: list[str], rows_per_batch: int, trigger_ms: int, maste
             spark.conf.unset(key)
         for key, value in VARIANT_CONF.get(variant, {}).items():
             spark.conf.set(key, value)
+        # Event time from now, as the CTR job's: every query sees new watermarks, which
+        # Spark compiles into code (from 0, each query would repeat the warm-up's, cached).
         rows = (spark.readStream.format("rate-micro-batch")
+                .option("startTimestamp", time.time_ns() // 1_000_000)
                 .option("rowsPerBatch", rows_per_batch)
                 .option("advanceMillisPerBatch", trigger_ms).load()
                 .withColumn("k", F.col("value") % 10))
         if variant != "stateless":
             rows = (rows.withWatermark("timestamp", "2 seconds")
                     .groupBy(F.window("timestamp", "10 seconds"), "k").count())
-        with tempfile.TemporaryDirectory() as checkpoint:
-            query = (rows.writeStream.format("noop").outputMode("append")
-                     .trigger(processingTime=f"{trigger_ms} milliseconds")
-                     .option("checkpointLocation", checkpoint).start())
-            try:
-                deadline = time.monotonic() + 120
-                while query.lastProgress is None:  # the first batch plans and compiles
-                    if time.monotonic() > deadline or query.exception() is not None:
-                        raise RuntimeError(f"{variant}: no batch in 120 s "
-                                           f"({query.exception()})")
-                    time.sleep(0.5)
-                time.sleep(settle_s)
-                b0, c0, j0, g0 = sample(query)
-                time.sleep(measured_s)
-                b1, c1, j1, g1 = sample(query)
-                durations = [p["durationMs"].get("triggerExecution", 0)
-                             for p in query.recentProgress if p["batchId"] > b0]
-            finally:
-                query.stop()
+        # Checkpoints stay until the process ends: a stopped query's state store (RocksDB's
+        # changelog) may still be committing into its directory.
+        checkpoint = tempfile.mkdtemp(prefix=f"{variant}-", dir=scratch)
+        query = (rows.writeStream.format("noop").outputMode("append")
+                 .trigger(processingTime=f"{trigger_ms} milliseconds")
+                 .option("checkpointLocation", checkpoint).start())
+        try:
+            deadline = time.monotonic() + 120
+            while query.lastProgress is None:  # the first batch plans and compiles
+                if time.monotonic() > deadline or query.exception() is not None:
+                    raise RuntimeError(f"{variant}: no batch in 120 s "
+                                       f"({query.exception()})")
+                time.sleep(0.5)
+            time.sleep(settle_s)
+            b0, c0, j0, g0 = sample(query)
+            time.sleep(measured_s)
+            b1, c1, j1, g1 = sample(query)
+            durations = [p["durationMs"].get("triggerExecution", 0)
+                         for p in query.recentProgress if p["batchId"] > b0]
+        finally:
+            query.stop()
         n = max(b1 - b0, 1)
         return {"variant": variant, "batches": n, "rows_per_batch": rows_per_batch,
                 "cpu_ms_per_batch": round(1000 * (c1 - c0) / n, 1),
@@ -121,9 +126,10 @@ def measure_all(variants: list[str], rows_per_batch: int, trigger_ms: int, maste
                 "batch_ms_median": statistics.median(durations) if durations else None,
                 "cores": round((c1 - c0) / measured_s, 3) if measured_s else None}
 
-    run("window", warmup_s, 0.0)  # the JVM's warm-up, not measured
-    return [{**run(v, SETTLE_S, measure_s), "position": i + 1}
-            for i, v in enumerate(variants)]
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as scratch:
+        run("window", warmup_s, 0.0)  # the JVM's warm-up, not measured
+        return [{**run(v, SETTLE_S, measure_s), "position": i + 1}
+                for i, v in enumerate(variants)]
 
 
 def main(argv: list[str] | None = None) -> int:
