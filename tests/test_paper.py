@@ -182,6 +182,15 @@ def test_what_the_quick_profile_leaves_out_comes_from_the_two_configs():
     for d in diffs.values():
         assert d["this"] != d["full"]
     assert paper_context.full_profile(full) is None  # the full profile leaves nothing out
+    # A profile without a group or a search (the cluster profile): one line each.
+    cluster = load_config(REPO / "config" / "config.yaml", REPO / "config" / "cluster.yaml")
+    lines = [d["what"] for d in paper_context.leaves_out(
+        cluster, paper_context.full_profile(cluster))]
+    assert "A1/A2 baseline: runs, repetitions included" in lines
+    assert "t_h search: pipelines" in lines
+    assert not [w for w in lines if w.startswith(("A1/A2 baseline: ", "t_h search: "))
+                and w not in ("A1/A2 baseline: runs, repetitions included",
+                              "t_h search: pipelines")]
 
 
 # ------------------------------------------------------------------ the rendered paper

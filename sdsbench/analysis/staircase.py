@@ -208,7 +208,7 @@ def analyse_staircase(
     rows, invalid_from = [], None
     for i, (lo, hi, rate) in enumerate(steps):
         ok, why = generator_on_schedule(run.rate, lo, hi, criterion.rate_tolerance,
-                                   criterion.generator_behind_max_ms)
+                                        criterion.generator_behind_max_ms)
         if invalid_from is None and not ok:
             invalid_from = i
         if invalid_from is not None and (fail_from is None or fail_from > i):
