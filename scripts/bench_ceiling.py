@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sdsbench.ceiling import run_ceiling  # noqa: E402
 from sdsbench.config import load_config  # noqa: E402
 from sdsbench.paths import services_state_dir  # noqa: E402
+from sdsbench.rundir import atomic_run_dir  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,11 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
     # Built aside and moved in whole: an interrupted benchmark leaves no output behind.
-    partial = args.out.with_name(args.out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    summary = run_ceiling(config, partial, services_state_dir())
-    shutil.rmtree(args.out, ignore_errors=True)
-    partial.rename(args.out)
+    with atomic_run_dir(args.out) as partial:
+        summary = run_ceiling(config, partial, services_state_dir())
     print(json.dumps(summary["engines"], indent=1))
     return 0
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engines.common.jvm_driver import engine_python  # noqa: E402
 from sdsbench.config import load_config  # noqa: E402
 from sdsbench.paths import REPO_ROOT  # noqa: E402
+from sdsbench.rundir import atomic_run_dir  # noqa: E402
 
 
 def floor_command(config: dict, out_csv: Path) -> list[str]:
@@ -44,18 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
     # Built aside and moved in whole: an interrupted benchmark leaves no output behind.
-    partial = args.out.with_name(args.out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    cmd = floor_command(config, partial / "floor.csv")
-    print(" ".join(cmd), flush=True)
-    with (partial / "log.txt").open("w") as log:
-        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT).returncode
-    print((partial / "log.txt").read_text()[-4000:])
-    if code != 0:
-        return code
-    shutil.rmtree(args.out, ignore_errors=True)
-    partial.rename(args.out)
+    with atomic_run_dir(args.out) as partial:
+        cmd = floor_command(config, partial / "floor.csv")
+        print(" ".join(cmd), flush=True)
+        with (partial / "log.txt").open("w") as log:
+            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                  cwd=REPO_ROOT).returncode
+        print((partial / "log.txt").read_text()[-4000:])
+        if code != 0:
+            raise SystemExit(code)  # kept aside as <out>.failed
     return 0
 
 

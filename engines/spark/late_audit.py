@@ -162,18 +162,17 @@ def none_reported_dropped(batches: list[BatchOffsets], reported: dict[int, int])
 
 
 def audit_late_events(
-    checkpoint: Path, bootstrap: str, topic: str, catalog: contract.AdCatalog, metrics_dir: Path,
-    replay_always: bool = False,
+    checkpoint: Path, bootstrap: str, topic: str, catalog: contract.AdCatalog, metrics_dir: Path
 ) -> dict[str, Any]:
     """Replay the batches of ``checkpoint`` over ``topic``; write the two CSVs; summarise.
 
     The replay reads the whole input again (~100k records/s). It is left out when Spark
-    reported no dropped row in any batch (``none_reported_dropped``) unless
-    ``replay_always``: the CSVs then hold the batches' offsets and no late event."""
+    reported no dropped row in any batch (``none_reported_dropped``): the CSVs then hold
+    the batches' offsets and no late event."""
     batches = read_batches(checkpoint)
     late_wm = late_watermarks_ms(batches)
     reported = reported_drops_by_batch(metrics_dir / "spark_progress.csv")
-    replay = replay_always or not none_reported_dropped(batches, reported)
+    replay = not none_reported_dropped(batches, reported)
     locator = _batch_locator(batches)
     final_end: dict[int, int] = batches[-1].end if batches and replay else {}
     expected = {b.batch_id: sum(b.end[p] - b.start.get(p, 0) for p in b.end) for b in batches}
