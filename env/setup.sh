@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # sdsbench one-command set-up. Idempotent: a second run checks stamps and installs nothing.
 #
-#   bash env/setup.sh [all|main|spark|flink|kafka|postgres ...]     (default: all)
+#   bash env/setup.sh [all|main|spark|spark_rt|flink|kafka|postgres ...]     (default: all)
 #
 #   main      .venv/main   from env/requirements-main.txt
 #   spark     .venv/spark  from env/requirements-spark.txt + .deps/spark-jars (env/pom-spark-connector.xml)
+#   spark_rt  .venv/spark_rt from env/requirements-spark-rt.txt (Spark 4.3.0 for real-time mode;
+#             the connector jars of the spark part)
 #   flink     .venv/flink  from env/requirements-flink.txt + .deps/flink-jars (env/pom-flink-connector.xml)
 #   kafka     Apache Kafka broker jars into .deps/kafka/lib (env/pom-kafka.xml)
 #   postgres  PostgreSQL server binaries (Debian package; the system service is never started)
@@ -165,6 +167,8 @@ part_main()     { make_venv main env/requirements-main.txt; }
 part_kafka()    { resolve_jars kafka env/pom-kafka.xml "$REPO/.deps/kafka/lib"; }
 part_spark()    { make_venv spark env/requirements-spark.txt
                   resolve_jars spark-connector env/pom-spark-connector.xml "$REPO/.deps/spark-jars"; }
+part_spark_rt() { make_venv spark_rt env/requirements-spark-rt.txt
+                  resolve_jars spark-connector env/pom-spark-connector.xml "$REPO/.deps/spark-jars"; }
 part_flink()    { make_venv flink env/requirements-flink.txt
                   resolve_jars flink-connector env/pom-flink-connector.xml "$REPO/.deps/flink-jars"; }
 part_postgres() { setup_postgres; }
@@ -173,9 +177,9 @@ parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(all)
 for p in "${parts[@]}"; do
     case "$p" in
-        all) part_postgres; part_kafka; part_main; part_spark; part_flink ;;
-        main|spark|flink|kafka|postgres) "part_$p" ;;
-        *) die "unknown part '$p': use all|main|spark|flink|kafka|postgres" ;;
+        all) part_postgres; part_kafka; part_main; part_spark; part_spark_rt; part_flink ;;
+        main|spark|spark_rt|flink|kafka|postgres) "part_$p" ;;
+        *) die "unknown part '$p': use all|main|spark|spark_rt|flink|kafka|postgres" ;;
     esac
 done
 log "done: ${parts[*]} in $(( $(date +%s) - T_START )) s"

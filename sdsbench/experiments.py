@@ -112,7 +112,8 @@ def repetitions_of(config: dict[str, Any], block: dict[str, Any] | None = None) 
 
 _SHORT = {"parallelism": "p", "watermark_delay_ms": "wm", "watermark_bound_ms": "wm",
           "shuffle_partitions": "sp", "master": "", "trigger_ms": "trig",
-          "watermark_interval_ms": "wmi", "buffer_timeout_ms": "bt"}
+          "watermark_interval_ms": "wmi", "buffer_timeout_ms": "bt", "execution": "",
+          "output_mode": ""}
 
 
 def _id_safe(value: Any) -> str:

@@ -22,8 +22,10 @@ from sdsbench.paths import REPO_ROOT
 # Python packages whose versions matter to the measurements, per virtualenv.
 MAIN_PACKAGES = ("numpy", "pandas", "confluent-kafka", "kafka-python", "psycopg", "psutil",
                  "snakemake", "matplotlib")
-ENGINE_VENVS = {"spark": ("spark", ("pyspark", "pyarrow")),
-                "flink": ("flink", ("apache-flink", "pyarrow"))}
+# Spark: .venv/spark runs micro-batches, .venv/spark_rt real-time mode (spark.execution);
+# the run's spark/ready.json says which Spark version ran.
+ENGINE_VENVS = {"spark": (("spark", ("pyspark", "pyarrow")), ("spark_rt", ("pyspark", "pyarrow"))),
+                "flink": (("flink", ("apache-flink", "pyarrow")),)}
 
 
 def _run(cmd: list[str], timeout_s: float = 10.0) -> str | None:
@@ -105,9 +107,8 @@ def software_versions(pipeline: str, services: Any) -> dict[str, Any]:
         "packages": {name: _package_version(name) for name in MAIN_PACKAGES},
         "java": java_version(),
     }
-    if pipeline in ENGINE_VENVS:
-        venv, packages = ENGINE_VENVS[pipeline]
-        versions[f"{pipeline}_venv"] = venv_package_versions(venv, packages)
+    for venv, packages in ENGINE_VENVS.get(pipeline, ()):
+        versions[f"{venv}_venv"] = venv_package_versions(venv, packages)
     service_versions = getattr(services, "versions", None) or {}
     versions["services"] = dict(service_versions)
     return versions

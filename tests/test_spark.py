@@ -37,7 +37,7 @@ from engine_helpers import (
     window_end,
 )
 
-from engines.common.jvm_driver import engine_installed
+from engines.common.jvm_driver import engine_installed, venv_python
 from engines.spark import late_audit
 from engines.spark.ctr_query import catalog_values_sql
 from engines.spark.job_config import JobConfig
@@ -46,6 +46,7 @@ from sdsbench import contract
 from sdsbench.config import load_config
 
 SPARK_READY = engine_installed("spark", "spark-sql-kafka")
+SPARK_RT_READY = SPARK_READY and venv_python("spark_rt").exists()
 
 
 # ------------------------------------------------------------------ fast tests
@@ -53,7 +54,8 @@ def _job_dict(**override: Any) -> dict[str, Any]:
     base = {
         "run_id": "r", "bootstrap": "127.0.0.1:9092", "input_topic": "i", "output_topic": "o",
         "dead_letter_topic": "d", "campaigns": 10, "ads_per_campaign": 100, "jars": [],
-        "master": "local[2]", "driver_memory": "2g", "trigger_ms": 1000,
+        "master": "local[2]", "driver_memory": "2g", "execution": "micro_batch",
+        "trigger_ms": 1000,
         "watermark_delay_ms": 0, "output_mode": "append",
         "shuffle_partitions": 2, "max_offsets_per_trigger": None,
         "campaign_lookup": "broadcast_join", "warmup_events": 0, "extra_conf": {},
@@ -73,6 +75,50 @@ def test_job_config_names_the_bad_key() -> None:
         JobConfig.from_dict(_job_dict(extra_conf={"spark.x": 1}))
     with pytest.raises(ValueError, match="jars"):
         JobConfig.from_dict(_job_dict(jars=["/nonexistent/x.jar"]))
+
+
+def test_real_time_mode_settings_are_checked_and_name_the_key() -> None:
+    from engines.spark.pipeline import Pipeline, SparkRun, check_real_time_slots
+    from sdsbench.config import ConfigError
+
+    rt = {"execution": "real_time", "output_mode": "update", "trigger_ms": 5000}
+    job = JobConfig.from_dict(_job_dict(**rt))
+    with pytest.raises(ValueError, match="execution"):
+        JobConfig.from_dict(_job_dict(execution="continuous"))
+    with pytest.raises(ValueError, match="output_mode: real-time mode runs in update mode"):
+        JobConfig.from_dict(_job_dict(**rt | {"output_mode": "append"}))
+    with pytest.raises(ValueError, match="trigger_ms: real-time batches last at least 5000"):
+        JobConfig.from_dict(_job_dict(**rt | {"trigger_ms": 1000}))
+    # Spark's own minimum, lowered on purpose: Spark decides.
+    JobConfig.from_dict(_job_dict(**rt | {"trigger_ms": 1000, "extra_conf": {
+        "spark.sql.streaming.realTimeMode.minBatchDuration": "1s"}}))
+    # A task slot per input partition and per shuffle partition, all held at once.
+    with pytest.raises(ConfigError, match=r"spark.master: .* needs 6 task slots .*local\[6\]"):
+        check_real_time_slots({"execution": "real_time", "master": "local[2]",
+                               "shuffle_partitions": 2}, 4)
+    check_real_time_slots({"execution": "real_time", "master": "local[6]",
+                           "shuffle_partitions": 2}, 4)
+    check_real_time_slots({"execution": "micro_batch", "master": "local[1]",
+                           "shuffle_partitions": 2}, 4)
+    # Another Spark, another virtualenv, another engine session.
+    driver = Pipeline()
+    assert driver.venv(SparkRun({}, None, job)) == "spark_rt"
+    assert driver.venv(SparkRun({}, None, JobConfig.from_dict(_job_dict()))) == "spark"
+    from engines.spark.job_config import session_settings
+
+    assert session_settings(job) != session_settings(JobConfig.from_dict(_job_dict()))
+
+
+def test_real_time_runs_are_named_by_their_settings() -> None:
+    from sdsbench.experiments import make_spec
+
+    config = load_config()
+    spec = make_spec(config, "spark", "spp", 20000, params={
+        "execution": "real_time", "output_mode": "update", "master": "local[6]",
+        "trigger_ms": 5000})
+    assert spec["run_id"] == "spark-spp-r20000-realtime-local6-update-trig5000"
+    # Same workload, same seed: the micro-batch run of the spec gets the same input.
+    assert spec["seed"] == make_spec(config, "spark", "spp", 20000)["seed"]
 
 
 def test_catalog_inline_table_lists_every_ad_with_its_campaign() -> None:
@@ -206,20 +252,22 @@ def _malformed_records(now_ms: int) -> list[tuple[bytes, str]]:
     return [(raw, contract.validate_event(raw, catalog, now_ms)[1]) for raw in raws]
 
 
-def _assert_truth_minus_drops(out: Path, summary: dict[str, Any]) -> pd.DataFrame:
+def _assert_truth_minus_drops(out: Path, summary: dict[str, Any],
+                              updates: bool = False) -> pd.DataFrame:
     """The windows match the truth minus the events the late audit says the watermark
     dropped (append mode: a window is emitted once the watermark reaches its end), and the
     audit agrees with Spark's own counts. Returns results.csv."""
     late = pd.read_csv(out / "metrics" / "late.csv")
     audit = summary["late_audit"]
     if audit["replayed"]:
-        assert audit["records_match_offsets"] and audit["groups_match_reported"], audit
+        assert audit["records_match_offsets"] and audit["matches_reported"], audit
     else:  # Spark reported no dropped row in any batch: nothing was late
         assert audit["rows_dropped_reported"] == audit["dropped_events"] == 0, audit
     assert late[["views_dropped", "clicks_dropped", "purchases_dropped"]].sum().sum() == (
         audit["dropped_events"])
     final_wm = summary["final_watermark_ms"]
-    return assert_windows_match_truth(out, lambda start: window_end(start) <= final_wm)
+    return assert_windows_match_truth(out, lambda start: window_end(start) <= final_wm,
+                                      updates)
 
 
 # Small warm-ups: the session's once-only one and each run's own.
@@ -337,13 +385,14 @@ def _ready(out: Path, name: str = "ready.json") -> dict[str, Any]:
 
 
 def _run(run_services_dir, config: dict[str, Any], tmp_path: Path, name: str,
-         fault: dict[str, Any] | None = None, **params: Any) -> tuple[Path, dict[str, Any]]:
+         fault: dict[str, Any] | None = None, duration_s: float = 12,
+         **params: Any) -> tuple[Path, dict[str, Any]]:
     from sdsbench import runner
     from sdsbench.experiments import make_spec
 
     run_id = f"t-spark-{name}-{uuid.uuid4().hex[:6]}"
     spec = make_spec(config, "spark", "constant", 2000, params=SESSION_PARAMS | params,
-                     run_id=run_id, duration_s=12)
+                     run_id=run_id, duration_s=duration_s)
     if fault is not None:
         spec["fault"] = fault
     out = runner.execute_run(config, spec, tmp_path / run_id, run_services_dir)
@@ -444,3 +493,33 @@ def test_kill_fault_takes_the_session_down_and_the_next_run_starts_a_new_one(
     assert not fresh["reused"] and fresh["server_pid"] != served["server_pid"]
     assert fresh["session_warmup_s"] is not None
     _assert_truth_minus_drops(after, after_summary)
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.jvm
+@pytest.mark.skipif(not SPARK_RT_READY, reason="no .venv/spark_rt: "
+                    "run `bash env/setup.sh spark_rt`")
+def test_real_time_mode_run_matches_truth_minus_watermark_drops(
+    run_services_dir, services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same query in Spark 4.3.0's Real-Time Mode: the settings reach Spark, every
+    window's last update equals the truth minus the audited drops, and the audit agrees
+    with Spark's count of dropped input rows (real-time mode counts events)."""
+    # Disorder beyond two 5 s batches, so real-time batches see late events.
+    config = _services_config(services,
+                              workload={"disorder": {"fraction": 0.3, "max_delay_ms": 20000}})
+    out, summary = _run(run_services_dir, config, tmp_path, "rt", duration_s=20,
+                        execution="real_time", output_mode="update", master="local[6]",
+                        trigger_ms=5000, watermark_delay_ms=0)
+    ready = _ready(out)
+    assert ready["spark_version"].startswith("4.3")
+    assert ready["engine_reported"] == {"master": "local[6]", "shuffle_partitions": "2",
+                                        "trigger": "RealTimeTrigger(5000)"}
+    assert summary["drained"], summary
+    audit = summary["late_audit"]
+    assert audit["reported_unit"] == "events"
+    assert audit["dropped_events"] > 0, "the disorder must make Spark drop late events"
+    results = _assert_truth_minus_drops(out, summary, updates=True)
+    # Update mode: one record per change of a window, many per window.
+    assert summary["output_records"] > 10 * len(results)
+    assert not any(summary["rejected_observed_by_reason"].values())

@@ -74,6 +74,8 @@ QUICK_RUNS = {
     "a2-constant-r10000-brokerrestart",
     # event_time (also the default points of parallelism and watermark delay), 3 times
     *(f"{p}-spp-r20000{rep}" for p in ("a3", "spark", "flink") for rep in ("", "-rep2", "-rep3")),
+    # event_time: Spark's Real-Time Mode, 3 times
+    *(f"spark-spp-r20000-realtime-local6-update-trig5000{rep}" for rep in ("", "-rep2", "-rep3")),
     # parallelism: Spark local[1], Flink p1, 3 times
     *(f"{r}{rep}" for r in ("spark-spp-r20000-local1-sp1", "flink-spp-r20000-p1")
       for rep in ("", "-rep2", "-rep3")),
@@ -87,9 +89,9 @@ QUICK_RUNS = {
 }
 PROFILE_PLAN = {  # runs, search repetitions, searches
     "quick": (len(QUICK_RUNS), 3 * 3, 3),
-    # 136 runs: the quick runs' groups at full size (full.yaml), 115 of them without the
-    # knobs group's 7 new settings x 3 repetitions
-    "full": (136, 6 * 3, 6),
+    # 148 runs: the quick runs' groups at full size (full.yaml), 127 of them without the
+    # knobs group's 7 new settings x 3 repetitions (real-time mode: 2 processes x 2 rates x 3)
+    "full": (148, 6 * 3, 6),
 }
 
 
@@ -258,10 +260,12 @@ def test_paper_template_text_is_safe_in_latex():
 
 def test_a_single_figure_target_plans_only_its_chain(tmp_path):
     # Expected by hand from config/config.yaml (quick): the SPP event-time figure draws the
-    # first repetition of the three event-time runs at 20k ev/s, nothing else.
+    # first repetition of the four event-time runs at 20k ev/s (Spark twice: micro-batches
+    # and real-time mode), nothing else.
     proc = snakemake("-n", "figures/quick/event_time_spp.png", "--cores", "2",
                      "--resources", "bench_slot=1", "-d", str(tmp_path))
     counts = job_counts(proc.stdout)
-    assert counts == {"run_experiment": 3, "summarize_run": 3, "figure": 1}, counts
+    assert counts == {"run_experiment": 4, "summarize_run": 4, "figure": 1}, counts
     planned = set(re.findall(r"^\s+wildcards: run_id=(\S+)$", proc.stdout, flags=re.M))
-    assert planned == {"a3-spp-r20000", "spark-spp-r20000", "flink-spp-r20000"}, planned
+    assert planned == {"a3-spp-r20000", "spark-spp-r20000", "flink-spp-r20000",
+                       "spark-spp-r20000-realtime-local6-update-trig5000"}, planned

@@ -117,8 +117,12 @@ class JvmJobDriver:
         schema's section present."""
         return pipeline_params(ctx.config, ctx.spec, required=section_keys(self.engine))
 
-    def python(self) -> Path:
-        return engine_python(self.engine)
+    def venv(self, run: Any) -> str:
+        """The virtualenv (``.venv/<name>``) whose interpreter runs the run's job."""
+        return self.engine
+
+    def python(self, run: Any) -> Path:
+        return engine_python(self.venv(run))
 
     def jars(self) -> list[str]:
         return engine_jars(self.engine, self.connector)
@@ -169,8 +173,8 @@ class JvmJobDriver:
                 "topic": run.job.input_topic, "watermark_markers": False,
                 "marker_interval_ms": 0, "watermark_bound_ms": 0, "idle_partitions": []}
 
-    def command(self, job_config: Path) -> list[str]:
-        return [str(self.python()), "-m", f"engines.{self.engine}.ctr_job",
+    def command(self, run: Any, job_config: Path) -> list[str]:
+        return [str(self.python(run)), "-m", f"engines.{self.engine}.ctr_job",
                 "--config", str(job_config)]
 
     def environment(self, run: Any) -> dict[str, str]:
@@ -186,7 +190,7 @@ class JvmJobDriver:
         is ready and running (``run.ready`` set). The seconds it took."""
         t0 = time.monotonic()
         env = self.environment(run)
-        cmd = self.command(job_config)
+        cmd = self.command(run, job_config)
         run.ready = {}
         session = self.open_session(ctx, run, cmd, env) if in_session else None
         if session is not None:

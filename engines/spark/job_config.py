@@ -19,6 +19,12 @@ from sdsbench.engine_session import JobFiles
 
 PIPELINE_NAME = "spark"
 OUTPUT_MODES = ("append", "update")
+# micro_batch: a processing-time trigger, one micro-batch after another; real_time: Spark's
+# Real-Time Mode (4.3.0 on, its own virtualenv): long-running batches of trigger_ms whose
+# tasks process each record as it arrives, update output mode only.
+EXECUTIONS = ("micro_batch", "real_time")
+REAL_TIME_MIN_BATCH_CONF = "spark.sql.streaming.realTimeMode.minBatchDuration"
+REAL_TIME_MIN_BATCH_MS = 5000  # its default in Spark 4.3.0 (a shorter trigger fails the query)
 CAMPAIGN_LOOKUPS = ("broadcast_join", "map_literal")
 CORRUPT_COLUMN = "_corrupt_record"
 REJECTS_OBSERVATION = "rejects"  # name of the per-batch reject counts in query progress
@@ -33,6 +39,7 @@ class JobConfig(JvmJobConfig):
 
     master: str
     driver_memory: str
+    execution: str
     trigger_ms: int
     watermark_delay_ms: int
     output_mode: str
@@ -52,6 +59,17 @@ class JobConfig(JvmJobConfig):
         check_ints("spark", data, ("max_offsets_per_trigger",), 1, nullable=True)
         check_choice("spark", data, "output_mode", OUTPUT_MODES)
         check_choice("spark", data, "campaign_lookup", CAMPAIGN_LOOKUPS)
+        check_choice("spark", data, "execution", EXECUTIONS)
+        if data["execution"] == "real_time":
+            if data["output_mode"] != "update":
+                raise ValueError("spark job config key output_mode: real-time mode runs in "
+                                 f"update mode only, not {data['output_mode']!r}")
+            if (data["trigger_ms"] < REAL_TIME_MIN_BATCH_MS
+                    and REAL_TIME_MIN_BATCH_CONF not in data["extra_conf"]):
+                raise ValueError(
+                    f"spark job config key trigger_ms: real-time batches last at least "
+                    f"{REAL_TIME_MIN_BATCH_MS} ms ({REAL_TIME_MIN_BATCH_CONF}), not "
+                    f"{data['trigger_ms']}")
         extra = data["extra_conf"]
         if not isinstance(extra, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
@@ -105,6 +123,7 @@ def session_settings(cfg: JobConfig) -> dict[str, Any]:
     """The settings that fix the JVM (an engine session's key): runs that agree on them
     can share one driver JVM; everything else of ``JobConfig`` is per run."""
     return {"master": cfg.master, "driver_memory": cfg.driver_memory, "jars": list(cfg.jars),
+            "execution": cfg.execution,  # real_time: another virtualenv, another Spark
             "extra_conf": dict(cfg.extra_conf)}
 
 

@@ -27,7 +27,10 @@ watermark (``final_watermark_ms`` in metrics/spark_summary.json); the analysis c
 with the generator truth only windows with ``window_end_ms <= final_watermark_ms``. No
 synthetic end-of-stream event is sent (the truth would not know it). In update mode every
 window is emitted each time it changes; readers take the last record per
-(campaign_id, window_start_ms), and the same comparison rule applies.
+(campaign_id, window_start_ms), and the same comparison rule applies. Micro-batches:
+drained once the input is read and no batch ran for a while (the no-data batch that
+applies the final watermark has run). Real-time mode: its batches end every trigger_ms
+with or without data; drained once a batch ended after the one that read the last record.
 
 Lag. Spark commits no consumer-group offsets. ``metrics/lag.csv`` (the shared LAG_COLUMNS
 format) pairs the topic's end offsets, sampled by the driver every second, with the end
@@ -53,7 +56,7 @@ from engines.common.jvm_driver import (
 from engines.spark.job_config import JobConfig, JobPaths, session_settings
 from engines.spark.late_audit import audit_late_events, spark_reported_drops
 from sdsbench import contract
-from sdsbench.config import section_keys
+from sdsbench.config import ConfigError, section_keys
 from sdsbench.measurement.output_reader import read_json_topic, read_output_topic, write_results
 from sdsbench.rundir import write_csv_atomic, write_json_atomic, write_rejects
 from sdsbench.services.kafka import end_offsets
@@ -79,9 +82,9 @@ def job_config(
         "ads_per_campaign": int(workload["ads_per_campaign"]),
         "jars": jars,
         **{k: params[k] for k in (
-            "master", "driver_memory", "trigger_ms", "watermark_delay_ms", "output_mode",
-            "shuffle_partitions",
-            "max_offsets_per_trigger", "campaign_lookup", "warmup_events", "extra_conf")},
+            "master", "driver_memory", "execution", "trigger_ms", "watermark_delay_ms",
+            "output_mode", "shuffle_partitions", "max_offsets_per_trigger", "campaign_lookup",
+            "warmup_events", "extra_conf")},
     })
 
 
@@ -102,6 +105,19 @@ def cluster_master(master: str, services: Any) -> tuple[str, dict[str, str]]:
     if m.group(1):
         conf["spark.cores.max"] = m.group(1)
     return services.spark_master, conf
+
+
+def check_real_time_slots(params: dict[str, Any], partitions: int) -> None:
+    """Real-time mode runs the source stage and the aggregation's shuffle stage at once,
+    as long-running tasks: a local master needs a task slot for each input partition and
+    each shuffle partition (else Spark fails the query: CONCURRENT_SCHEDULER_INSUFFICIENT_SLOT)."""
+    m = re.fullmatch(r"local\[(\d+)\]", str(params["master"]))
+    needed = partitions + int(params["shuffle_partitions"])
+    if params["execution"] == "real_time" and m is not None and int(m.group(1)) < needed:
+        raise ConfigError(
+            f"config key spark.master: real-time mode needs {needed} task slots ({partitions} "
+            f"input partitions + {params['shuffle_partitions']} shuffle partitions), "
+            f"{params['master']} has {m.group(1)}: use local[{needed}]")
 
 
 def read_status(paths: JobPaths) -> dict[str, Any]:
@@ -158,8 +174,11 @@ class Pipeline(JvmJobDriver):
     engine = "spark"
     connector = "spark-sql-kafka"
 
+    def venv(self, run: SparkRun) -> str:
+        return "spark_rt" if run.job.execution == "real_time" else "spark"
+
     def job_env(self, run: SparkRun) -> dict[str, str]:
-        return {"PYSPARK_PYTHON": str(self.python()),
+        return {"PYSPARK_PYTHON": str(self.python(run)),
                 "SPARK_LOCAL_IP": "127.0.0.1"}  # bind the driver to loopback only
 
     def jvm_settings(self, run: SparkRun) -> dict[str, Any]:
@@ -183,13 +202,14 @@ class Pipeline(JvmJobDriver):
             params = {**params, "master": master,
                       "extra_conf": {**conf, **params["extra_conf"]}}
             ctx.claim_cluster("spark")
+        partitions = int(ctx.config["services"]["kafka"]["partitions"])
+        check_real_time_slots(params, partitions)
         paths = JobPaths(ctx.run_dir)
         job = job_config(ctx.run_id, ctx.services.kafka_bootstrap, params,
                          ctx.config["workload"], self.jars())
         paths.spark_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(paths.job_config, job.to_dict())
         ctx.extra["spark"] = SparkRun(params, paths, job)
-        partitions = int(ctx.config["services"]["kafka"]["partitions"])
         create_run_topics(ctx.services, ctx.run_id, partitions)
 
     def start(self, ctx: Any) -> None:
@@ -219,6 +239,7 @@ class Pipeline(JvmJobDriver):
         t0 = time.monotonic()
         deadline = t0 + timeout_s
         caught_up_s = None
+        caught_up_batch = None
         drained = False
         last_report = t0
         while True:
@@ -228,9 +249,15 @@ class Pipeline(JvmJobDriver):
             if reached(ctr_done, target):
                 if caught_up_s is None:
                     caught_up_s = time.monotonic() - t0
-                quiet_for_ms = time.time_ns() // 1_000_000 - status["ctr"]["received_ms"]
-                if quiet_for_ms >= quiet_ms:
-                    drained = True
+                    caught_up_batch = int(status["ctr"]["batch_id"])
+                if run.job.execution == "real_time":
+                    # Batches end every trigger_ms, data or not: the batch after the one
+                    # that read the last record runs with the final watermark.
+                    drained = int(status["ctr"]["batch_id"]) > caught_up_batch
+                else:
+                    quiet_for_ms = time.time_ns() // 1_000_000 - status["ctr"]["received_ms"]
+                    drained = quiet_for_ms >= quiet_ms
+                if drained:
                     break
             now = time.monotonic()
             if now > deadline:
@@ -272,6 +299,7 @@ class Pipeline(JvmJobDriver):
             late = audit_late_events(
                 run.paths.checkpoint("ctr"), bootstrap, run.job.input_topic, catalog,
                 ctx.run_dir / "metrics",
+                reported_unit="events" if run.job.execution == "real_time" else "groups",
             )
         if skip_set_aside:
             set_aside: dict[str, Any] = {

@@ -148,7 +148,8 @@ def stress_table(
     return pd.DataFrame(out)
 
 
-def _spread(values: list[float]) -> dict[str, Any]:
+def spread_of(values: list[Any]) -> dict[str, Any]:
+    """Median, min, max and count of the values that are numbers (NaN and None left out)."""
     clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     if not clean:
         return {"median": math.nan, "lo": math.nan, "hi": math.nan, "n_repetitions": 0,
@@ -172,7 +173,7 @@ def headline_table(
         values = s.get("t_h_values_eps") or [s["t_h_eps"]]
         out.append({"key": f"t_h/{s['search_id']}", "metric": "t_h_eps",
                     "subject": s["search_id"], "group": "search", "pipeline": s["pipeline"],
-                    "unit": "ev/s", **_spread(values) | {"median": s["t_h_eps"]},
+                    "unit": "ev/s", **spread_of(values) | {"median": s["t_h_eps"]},
                     "pooled": math.nan,
                     "firings": math.nan, "interval_lo": interval[0], "interval_hi": interval[1],
                     "lower_bound": bool(s["t_h_is_lower_bound"])})
@@ -187,7 +188,7 @@ def headline_table(
         firings = sum(float(r.get(f"{column}_firings") or 0) for r in reps)
         out.append({"key": f"p95_above_delay/{base}", "metric": f"{column}_p95",
                     "subject": base, "group": group, "pipeline": reps[0]["pipeline"],
-                    "unit": "ms", **_spread([r.get(f"{column}_p95") for r in reps]),
+                    "unit": "ms", **spread_of([r.get(f"{column}_p95") for r in reps]),
                     "pooled": float(pooled[column].quantile(0.95)) if has else math.nan,
                     "firings": firings, "interval_lo": math.nan, "interval_hi": math.nan,
                     "lower_bound": False})
@@ -224,9 +225,9 @@ def cpu_table(rows: list[dict[str, Any]], groups: dict[str, list[str]]) -> pd.Da
         first = reps[0]
         common = {"subject": base, "pipeline": first["pipeline"],
                   "parallelism": first.get("parallelism"),
-                  "rate_eps": _spread([r.get("cpu_span_eps") for r in reps])["median"]}
+                  "rate_eps": spread_of([r.get("cpu_span_eps") for r in reps])["median"]}
         for scope in (*cpu_cost.SCOPES, "total"):
-            spread = _spread([_us_per_event(r, scope) for r in reps])
+            spread = spread_of([_us_per_event(r, scope) for r in reps])
             add(key=f"cpu/{base}/{scope}", kind="per_event", scope=scope,
                 metric="us_per_event", unit="CPU-us per event", n=spread["n_repetitions"],
                 **common, **{k: spread[k] for k in ("median", "lo", "hi")})
@@ -234,7 +235,7 @@ def cpu_table(rows: list[dict[str, Any]], groups: dict[str, list[str]]) -> pd.Da
             for phase in ("batches_per_s", "batch_input_rows_p50",
                           *(f"{p}_ms_p50" for p in cpu_cost.SPARK_PHASES),
                           *(f"{c}_per_batch_mean" for c in SPARK_JVM_COUNTERS)):
-                spread = _spread([r.get(f"spark_{phase}") for r in reps])
+                spread = spread_of([r.get(f"spark_{phase}") for r in reps])
                 add(key=f"spark_phase/{base}/{phase}", kind="spark_phase", scope="sut",
                     metric=phase, unit="ms" if phase.endswith("_ms_p50") else "",
                     n=spread["n_repetitions"], **common,

@@ -116,6 +116,15 @@ def label(pipeline: str) -> str:
     return PIPELINE_LABELS.get(pipeline, pipeline)
 
 
+def run_label(row: dict[str, Any]) -> str:
+    """The pipeline's label, plus the configuration when it is another engine mode (Spark's
+    real-time mode); ``row``: a run summary (``params`` as JSON)."""
+    params = row.get("params")
+    params = json.loads(params) if isinstance(params, str) and params else {}
+    text = label(row["pipeline"])
+    return text + " real-time mode" if params.get("execution") == "real_time" else text
+
+
 def color(pipeline: str) -> str:
     return PIPELINE_COLORS.get(pipeline, "black")
 

@@ -9,8 +9,8 @@ from sdsbench.plots.common import (
     FigureContext,
     color,
     empty_figure,
-    label,
     panel_grid,
+    run_label,
     series_of,
     shade_mmpp_high,
 )
@@ -41,7 +41,7 @@ def draw_event_time(ctx: FigureContext, run_ids: list[str], what: str) -> Figure
                 ms=3, color="black", label="window result (end, visible at)")
         ax.set_xlim(left=min(0, ax.get_xlim()[0]))
         which = ctx.which_run(run_id)
-        ax.set_title(f"{label(pipeline)} {s['process'].upper()} "
+        ax.set_title(f"{run_label(s)} {s['process'].upper()} "
                      f"@ {s['offered_rate_eps'] / 1000:g}k ev/s "
                      f"(delay {s['configured_delay_ms'] / 1000:g} s)"
                      + (f"\n{which}" if which else ""), fontsize=9)

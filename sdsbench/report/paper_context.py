@@ -34,7 +34,7 @@ from sdsbench.analysis import (
     throughput_search,
 )
 from sdsbench.analysis.rundata import read_csv
-from sdsbench.analysis.tables import load_run_summaries, load_searches
+from sdsbench.analysis.tables import load_run_summaries, load_searches, spread_of
 from sdsbench.config import REPO_ROOT, deep_merge
 from sdsbench.contract import WINDOW_MS
 
@@ -294,6 +294,37 @@ def _median_p95(base: dict[str, Any]) -> float:
     if h is not None and h.get("median") is not None:
         return float(h["median"])
     return float(base["run"].get("latency_above_delay_ms_p95") or math.nan)
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    raw = row.get("params")
+    return json.loads(raw) if isinstance(raw, str) and raw else {}
+
+
+def _real_time(bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spark's real-time-mode configurations (``spark.execution``) of the event-time group,
+    each beside the micro-batch run of the same spec (Spark's defaults, same rate and
+    process: the same input): the base entries (``_bases``) and the output records per
+    input event of each repetition (update mode: a record per change of a window)."""
+    def spec(b: dict[str, Any]) -> tuple[Any, ...]:
+        return (b["run"].get("process"), b["run"].get("offered_rate_eps"))
+
+    micro = {spec(b): b for b in bases if b["pipeline"] == "spark" and not _params(b["run"])}
+    out = []
+    for b in bases:
+        if b["pipeline"] == "spark" and _params(b["run"]).get("execution") == "real_time":
+            mb = micro.get(spec(b))
+            out.append({
+                "real_time": b, "micro_batch": mb, "params": _params(b["run"]),
+                "records_per_event": spread_of([
+                    float(r["result_records"]) / float(r["truth_events"]) for r in b["runs"]
+                    if r.get("result_records") and r.get("truth_events")]),
+                # p95 of the latency from the window's last event's insertion (engine time)
+                "last_insertion_p95": {k: spread_of([
+                    r.get("latency_from_last_insertion_ms_p95") for r in x["runs"]])
+                    for k, x in (("real_time", b), ("micro_batch", mb)) if x is not None},
+            })
+    return out
 
 
 def _sweep(rows: list[dict[str, Any]], ids: list[str], x: str,
@@ -578,6 +609,8 @@ def build_context(
         "event_time": [r for r in rows if r["run_id"] in groups.get("event_time", [])],
         "event_time_bases": _bases(
             [r for r in rows if r["run_id"] in groups.get("event_time", [])], headline_p95),
+        "real_time": _real_time(_bases(
+            [r for r in rows if r["run_id"] in groups.get("event_time", [])], headline_p95)),
         "headline": headline,
         "headline_p95": headline_p95,
         "repetitions_by_group": _repetitions_by_group(config),
@@ -605,6 +638,7 @@ def build_context(
         "figure": {f["name"]: f for f in figures},
         "criterion": config["search"],
         "label": plot_common.label,
+        "run_label": plot_common.run_label,
         "generator_bench": generator_bench,
         # The faults table (sdsbench.analysis.faults; rules/faults.smk), when the profile
         # has a faults group.
