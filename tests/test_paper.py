@@ -46,7 +46,11 @@ PROFILE = {
             "baseline": [{"pipelines": ["a1", "a2"], "processes": ["constant"],
                           "rates_eps": [10000]}],
             "event_time": [{"pipelines": ["a3", "spark"], "processes": ["spp"],
-                            "rates_eps": [20000], "repetitions": 2}],
+                            "rates_eps": [20000], "repetitions": 2},
+                           {"pipelines": ["spark"], "processes": ["spp"],
+                            "rates_eps": [20000], "repetitions": 2,
+                            "vary": [{"execution": "real_time", "output_mode": "update",
+                                      "master": "local[6]", "trigger_ms": 5000}]}],
             "parallelism": [{"pipelines": ["flink"], "processes": ["spp"],
                              "rates_eps": [20000], "vary": {"parallelism": [1, 2]},
                              "repetitions": 2}],
@@ -200,7 +204,7 @@ def test_the_context_reads_the_headline_table(built):
     keys = {r["key"] for r in ctx["headline"]}
     assert "t_h/flink-spp" in keys
     bases = {b["base_run_id"]: b for b in ctx["event_time_bases"]}
-    assert set(bases) == {"a3-spp-r20000", "spark-spp-r20000"}
+    assert set(bases) == {"a3-spp-r20000", "spark-spp-r20000", RT}
     assert [r["run_id"] for r in bases["a3-spp-r20000"]["runs"]] == [
         "a3-spp-r20000", "a3-spp-r20000-rep2"]
     th_entry = ctx["t_h"]["flink"]["spp"]
@@ -210,6 +214,29 @@ def test_the_context_reads_the_headline_table(built):
     assert len(th_entry["stop_reasons"]) == 2
     stress = ctx["stress"][0]
     assert [a["label"] for a in stress["at"]] == ["1 x t_h", "2 x t_h"]
+
+
+RT = "spark-spp-r20000-realtime-local6-update-trig5000"
+
+
+def test_real_time_mode_is_set_beside_the_micro_batch_run_of_its_spec(built):
+    [pair] = built["context"]["real_time"]
+    assert pair["real_time"]["base_run_id"] == RT
+    assert pair["micro_batch"]["base_run_id"] == "spark-spp-r20000"
+    runs = pair["real_time"]["runs"]
+    per_event = sorted(r["result_records"] / r["truth_events"] for r in runs)
+    assert pair["records_per_event"]["n_repetitions"] == 2
+    assert pair["records_per_event"]["lo"] == pytest.approx(per_event[0])
+    li = pair["last_insertion_p95"]["real_time"]
+    assert li["median"] == pytest.approx(
+        sorted(r["latency_from_last_insertion_ms_p95"] for r in runs)[0] / 2
+        + sorted(r["latency_from_last_insertion_ms_p95"] for r in runs)[1] / 2)
+    h = pair["real_time"]["headline"]
+    md = built["md"]
+    paragraph = next(p for p in md.split("\n\n") if "Real-Time Mode, the third A4" in p)
+    assert RT in paragraph and "micro-batch run spark-spp-r20000," in paragraph
+    assert spread(h["median"], h["lo"], h["hi"], h["n_repetitions"]) + " ms over 2" in paragraph
+    assert "A4 Spark real-time mode" in md  # the headline table's label of the run
 
 
 def test_t_h_is_printed_with_its_spread_interval_and_stop_reasons(built):
