@@ -152,3 +152,14 @@ def test_the_knobs_group_feeds_the_fit() -> None:
     table = cpu_table(rows, {"event_time": ["s", "s2", "m"], "knobs": ["t"]})
     fit = table.set_index("key").loc["fit/spark/batches_per_s"]
     assert fit["n"] == 4 and "t" in fit["runs"].split(";")
+
+
+def test_real_time_mode_runs_get_cpu_per_event_but_no_micro_batch_phases() -> None:
+    rt = {"execution": "real_time", "output_mode": "update", "master": "local[6]",
+          "trigger_ms": 5000}
+    rows = [_run("s", "spark", 20_000, 3.7, 1.0), _run("r", "spark", 20_000, 0.2, 0.7, rt)]
+    table = cpu_table(rows, {"event_time": ["s", "r"]}).set_index("key")
+    assert "cpu/r/sut" in table.index and "spark_phase/s/batches_per_s" in table.index
+    assert not [k for k in table.index if k.startswith("spark_phase/r/")]
+    # Another engine mode: not in the fit of Spark's micro-batch costs.
+    assert [r["run_id"] for r in cpu_cost.fit_runs(rows, "spark")] == ["s"]

@@ -500,7 +500,7 @@ def test_kill_fault_takes_the_session_down_and_the_next_run_starts_a_new_one(
 @pytest.mark.skipif(not SPARK_RT_READY, reason="no .venv/spark_rt: "
                     "run `bash env/setup.sh spark_rt`")
 def test_real_time_mode_run_matches_truth_minus_watermark_drops(
-    run_services_dir, services: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_services_dir, services: Any, tmp_path: Path
 ) -> None:
     """The same query in Spark 4.3.0's Real-Time Mode: the settings reach Spark, every
     window's last update equals the truth minus the audited drops, and the audit agrees

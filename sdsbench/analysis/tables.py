@@ -231,7 +231,9 @@ def cpu_table(rows: list[dict[str, Any]], groups: dict[str, list[str]]) -> pd.Da
             add(key=f"cpu/{base}/{scope}", kind="per_event", scope=scope,
                 metric="us_per_event", unit="CPU-us per event", n=spread["n_repetitions"],
                 **common, **{k: spread[k] for k in ("median", "lo", "hi")})
-        if first["pipeline"] == "spark":
+        # Micro-batch phases; a real-time-mode batch is one long-running job of trigger_ms.
+        real_time = json.loads(first.get("params") or "{}").get("execution") == "real_time"
+        if first["pipeline"] == "spark" and not real_time:
             for phase in ("batches_per_s", "batch_input_rows_p50",
                           *(f"{p}_ms_p50" for p in cpu_cost.SPARK_PHASES),
                           *(f"{c}_per_batch_mean" for c in SPARK_JVM_COUNTERS)):
