@@ -18,18 +18,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sdsbench.ceiling import run_ceiling  # noqa: E402
-from sdsbench.config import load_config  # noqa: E402
+from sdsbench.config import add_config_arguments, config_from_arguments  # noqa: E402
 from sdsbench.paths import services_state_dir  # noqa: E402
 from sdsbench.rundir import atomic_run_dir  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
-    parser.add_argument("--overrides", help="JSON merged over the config files")
+    add_config_arguments(parser)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    config = config_from_arguments(args)
     # Built aside and moved in whole: an interrupted benchmark leaves no output behind.
     with atomic_run_dir(args.out) as partial:
         summary = run_ceiling(config, partial, services_state_dir())

@@ -10,28 +10,26 @@ The faults table (sdsbench.analysis.faults) also reads the raw runs: ``--table f
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sdsbench.analysis.tables import build_table  # noqa: E402
-from sdsbench.config import load_config  # noqa: E402
+from sdsbench.config import add_config_arguments, config_from_arguments  # noqa: E402
 from sdsbench.rundir import write_text_atomic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
-    parser.add_argument("--overrides", help="JSON merged over the config files")
+    add_config_arguments(parser)
     parser.add_argument("--table", required=True, choices=["runs", "search", "stress", "headline",
                                                            "correctness", "cpu", "faults"])
     parser.add_argument("--summary-dir", required=True)
     parser.add_argument("--raw-dir", help="raw run directories (table faults)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    config = config_from_arguments(args)
     if args.table == "faults":
         from sdsbench.analysis.faults import faults_table
 

@@ -12,13 +12,12 @@ texlive-fonts-recommended latexmk).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sdsbench.config import load_config  # noqa: E402
+from sdsbench.config import add_config_arguments, config_from_arguments  # noqa: E402
 from sdsbench.report.paper_context import build_context  # noqa: E402
 from sdsbench.report.paper_format import Latex, Markdown, render  # noqa: E402
 from sdsbench.rundir import write_text_atomic  # noqa: E402
@@ -28,14 +27,13 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "paper" / "templates"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
-    parser.add_argument("--overrides", help="JSON merged over the config files")
+    add_config_arguments(parser)
     parser.add_argument("--summary-dir", required=True)
     parser.add_argument("--figures-dir", required=True)
     parser.add_argument("--md", required=True)
     parser.add_argument("--tex", required=True)
     args = parser.parse_args(argv)
-    config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    config = config_from_arguments(args)
     for out, fmt, template in ((args.md, Markdown(), "paper.md.j2"),
                                (args.tex, Latex(), "paper.tex.j2")):
         context = build_context(args.summary_dir, args.figures_dir, Path(out).parent, config)

@@ -18,15 +18,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sdsbench import runner  # noqa: E402
-from sdsbench.config import load_config  # noqa: E402
+from sdsbench.config import add_config_arguments, config_from_arguments  # noqa: E402
 from sdsbench.experiments import expand_runs, resolve_threshold_rate  # noqa: E402
 from sdsbench.paths import services_state_dir  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
-    parser.add_argument("--overrides", help="JSON merged over the config files")
+    add_config_arguments(parser)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--out", required=True, help="run directory to create")
     parser.add_argument("--search-result", help="t_h search result (runs at a multiple of t_h)")
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     # stops the SUT and leaves the run aside as <out>.failed (never as a finished run).
     signal.signal(signal.SIGTERM, _terminated)
 
-    config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    config = config_from_arguments(args)
     runs = expand_runs(config)
     if args.run_id not in runs:
         parser.error(f"run id {args.run_id!r} is not in this profile's matrix")

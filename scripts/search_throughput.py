@@ -12,14 +12,13 @@ sdsbench.analysis.throughput_search, the runs in sdsbench.search.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sdsbench.config import load_config  # noqa: E402
+from sdsbench.config import add_config_arguments, config_from_arguments  # noqa: E402
 from sdsbench.experiments import searches  # noqa: E402
 from sdsbench.paths import services_state_dir  # noqa: E402
 from sdsbench.rundir import write_json_atomic  # noqa: E402
@@ -28,8 +27,7 @@ from sdsbench.search import run_search  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
-    parser.add_argument("--overrides", help="JSON merged over the config files")
+    add_config_arguments(parser)
     parser.add_argument("--search-id", required=True, help="<pipeline>-<process>")
     parser.add_argument("--repetition", type=int, default=1, help="which repetition (1..)")
     parser.add_argument("--trials", required=True, help="directory for the trial runs")
@@ -37,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    config = config_from_arguments(args)
     known = searches(config)
     if args.search_id not in known:
         parser.error(f"search {args.search_id!r} is not in this profile ({sorted(known)})")

@@ -7,26 +7,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sdsbench.analysis.summarize import write_run_summary  # noqa: E402
-from sdsbench.config import load_config  # noqa: E402
+from sdsbench.config import add_config_arguments, config_from_arguments  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
-    parser.add_argument("--overrides", help="JSON merged over the config files")
+    add_config_arguments(parser)
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--summary", required=True)
     parser.add_argument("--windows", required=True)
     parser.add_argument("--series", required=True)
     args = parser.parse_args(argv)
-    config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    config = config_from_arguments(args)
     write_run_summary(args.run_dir, config, args.summary, args.windows, args.series)
     return 0
 

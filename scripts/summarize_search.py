@@ -15,19 +15,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sdsbench.analysis.summarize import summarize_search  # noqa: E402
-from sdsbench.config import load_config  # noqa: E402
+from sdsbench.config import add_config_arguments, config_from_arguments  # noqa: E402
 from sdsbench.rundir import write_json_atomic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
-    parser.add_argument("--overrides", help="JSON merged over the config files")
+    add_config_arguments(parser)
     parser.add_argument("--search", required=True, help="result JSON of the search")
     parser.add_argument("--trials", required=True, help="directory of its trial runs")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    config = load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
+    config = config_from_arguments(args)
     result = json.loads(Path(args.search).read_text())
     write_json_atomic(args.out, summarize_search(result, args.trials, config))
     return 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,15 @@ def load_config(
         config = deep_merge(config, overrides)
     validate_config(config)
     return config
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scripts' configuration options: ``--config`` (repeatable, later files override)
+    and ``--overrides`` (JSON merged over them); ``config_from_arguments`` loads them."""
+    parser.add_argument("--config", action="append", required=True, help="config file (repeat)")
+    parser.add_argument("--overrides", help="JSON merged over the config files")
+
+
+def config_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The validated configuration named by ``add_config_arguments``'s options."""
+    return load_config(*args.config, overrides=json.loads(args.overrides or "{}"))
