@@ -22,6 +22,8 @@ rule summarize_run:
         analysis=ANALYSIS_SETTINGS,
     log:
         f"{LOGS}/summarize/{{run_id}}.log",
+    resources:
+        bench_slot=1,  # one job at a time (rules/run.smk)
     shell:
         "{PY} {input.script} {CONFIG_ARGS} --run-dir {input.run} --summary {output.summary}"
         " --windows {output.windows} --series {output.series} > {log} 2>&1"
@@ -39,6 +41,8 @@ rule summarize_search:
         analysis=ANALYSIS_SETTINGS,
     log:
         f"{LOGS}/summarize/search-{{search_id}}.log",
+    resources:
+        bench_slot=1,  # one job at a time (rules/run.smk)
     shell:
         "{PY} {input.script} {CONFIG_ARGS} --search {input.search} --trials {params.trials}"
         " --out {output} > {log} 2>&1"
@@ -69,6 +73,8 @@ rule make_table:
         summary_dir=lambda w: SUMMARY,
     log:
         f"{LOGS}/table/{{table}}.log",
+    resources:
+        bench_slot=1,  # one job at a time (rules/run.smk)
     shell:
         "{PY} {input.script} {CONFIG_ARGS} --table {wildcards.table}"
         " --summary-dir {params.summary_dir} --out {output} > {log} 2>&1"

@@ -22,6 +22,8 @@ rule faults_table:
         raw_dir=lambda w: RAW,
     log:
         f"{LOGS}/table/faults.log",
+    resources:
+        bench_slot=1,  # one job at a time (rules/run.smk)
     shell:
         "{PY} {input.script} {CONFIG_ARGS} --table faults --summary-dir {params.summary_dir}"
         " --raw-dir {params.raw_dir} --out {output} > {log} 2>&1"

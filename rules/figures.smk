@@ -26,6 +26,8 @@ rule figure:
         summary_dir=lambda w: SUMMARY,
     log:
         f"{LOGS}/figure/{{figure}}.log",
+    resources:
+        bench_slot=1,  # one job at a time (rules/run.smk)
     shell:
         "{PY} {input.script} {wildcards.figure} {CONFIG_ARGS} --summary-dir {params.summary_dir}"
         " --png {output.png} --pdf {output.pdf} > {log} 2>&1"

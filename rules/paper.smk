@@ -30,6 +30,8 @@ rule paper:
         figures_dir=lambda w: FIGURES,
     log:
         f"{LOGS}/paper/render.log",
+    resources:
+        bench_slot=1,  # one job at a time (rules/run.smk)
     shell:
         "{PY} {input.script} {CONFIG_ARGS} --summary-dir {params.summary_dir}"
         " --figures-dir {params.figures_dir} --md {output.md} --tex {output.tex} > {log} 2>&1"
@@ -45,6 +47,8 @@ rule paper_pdf:
         build_dir=lambda w: PAPER,
     log:
         f"{LOGS}/paper/pdf.log",
+    resources:
+        bench_slot=1,  # one job at a time (rules/run.smk)
     shell:
         "log=$(realpath {log}); cd {params.build_dir} &&"
         " (latexmk -pdf -interaction=nonstopmode paper.tex"

@@ -1,7 +1,10 @@
 # ------------------------------------------------------------------ engine runs
 # One job per run. Runs never overlap (they would distort each other's measurements):
 # every job here takes the single `bench_slot`, and the Makefile passes
-# `--resources bench_slot=1`.
+# `--resources bench_slot=1`. So does every other job of the workflow (summaries, tables,
+# figures, the paper): on the 2-core machine one beside a run or a benchmark takes CPU
+# from it (figures were drawn while the ceiling benchmark measured); they cost ~2 minutes
+# in all, one after another.
 #
 # Engine-run rules do NOT list library or engine code as inputs: a code change would
 # otherwise rerun every run (hours in the full profile). They rerun when their own
@@ -74,6 +77,8 @@ rule combine_search:
         f"{SEARCH}/{{search_id}}.json",
     log:
         f"{LOGS}/search/{{search_id}}.log",
+    resources:
+        bench_slot=1,  # one job at a time (rules/run.smk)
     shell:
         "{PY} {input.script} --reps {input.reps} --out {output} > {log} 2>&1"
 

@@ -112,6 +112,14 @@ def test_dry_run_plans_every_run_once(profile, tmp_path):
     assert len(planned) == runs  # each run once
     if profile == "quick":
         assert planned == QUICK_RUNS, planned ^ QUICK_RUNS
+    # One job at a time: every job with work to do holds the one bench slot, so no
+    # summary or figure takes CPU from a run or a benchmark.
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", proc.stdout,
+                      flags=re.M | re.S)
+    assert len(jobs) == sum(counts.values())
+    for rule, block in jobs:
+        if rule not in ("all", "report"):
+            assert re.search(r"resources: .*bench_slot=1", block), (rule, block)
 
 
 @pytest.mark.parametrize(
