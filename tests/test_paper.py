@@ -224,7 +224,7 @@ def test_real_time_mode_is_set_beside_the_micro_batch_run_of_its_spec(built):
     assert pair["real_time"]["base_run_id"] == RT
     assert pair["micro_batch"]["base_run_id"] == "spark-spp-r20000"
     runs = pair["real_time"]["runs"]
-    per_event = sorted(r["result_records"] / r["truth_events"] for r in runs)
+    per_event = sorted(r["result_records"] / r["events_sent"] for r in runs)
     assert pair["records_per_event"]["n_repetitions"] == 2
     assert pair["records_per_event"]["lo"] == pytest.approx(per_event[0])
     li = pair["last_insertion_p95"]["real_time"]

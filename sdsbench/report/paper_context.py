@@ -317,8 +317,8 @@ def _real_time(bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({
                 "real_time": b, "micro_batch": mb, "params": _params(b["run"]),
                 "records_per_event": spread_of([
-                    float(r["result_records"]) / float(r["truth_events"]) for r in b["runs"]
-                    if r.get("result_records") and r.get("truth_events")]),
+                    float(r["result_records"]) / float(r["events_sent"]) for r in b["runs"]
+                    if r.get("result_records") and r.get("events_sent")]),
                 # p95 of the latency from the window's last event's insertion (engine time)
                 "last_insertion_p95": {k: spread_of([
                     r.get("latency_from_last_insertion_ms_p95") for r in x["runs"]])
