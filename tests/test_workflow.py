@@ -89,9 +89,9 @@ QUICK_RUNS = {
 }
 PROFILE_PLAN = {  # runs, search repetitions, searches
     "quick": (len(QUICK_RUNS), 3 * 3, 3),
-    # 148 runs: the quick runs' groups at full size (full.yaml), 127 of them without the
-    # knobs group's 7 new settings x 3 repetitions (real-time mode: 2 processes x 2 rates x 3)
-    "full": (148, 6 * 3, 6),
+    # 142 runs: the quick runs' groups at full size (full.yaml), 121 of them without the
+    # knobs group's 7 new settings x 3 repetitions (real-time mode: 2 processes x 20k x 3)
+    "full": (142, 6 * 3, 6),
 }
 
 
