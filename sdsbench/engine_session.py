@@ -55,10 +55,12 @@ SESSIONS_ENV = "SDSBENCH_ENGINE_SESSIONS_DIR"  # overrides <services state dir>/
 SERVER_FILE = "server.json"
 SHUTDOWN_FILE = "SHUTDOWN"
 LOG_FILE = "server.log"
-# Two: a sweep varies one JVM-fixing setting (Spark's master) between two values, and
-# repetitions interleave them; with one session each switch restarted the JVM (~70 s,
-# and a slower first run). Two idle drivers fit the reference machine's memory easily.
-SESSIONS_PER_ENGINE = 2
+# Three: the quick profile interleaves three JVM-fixing Spark configurations (local[2],
+# local[1], and real-time mode's local[6] in its own virtualenv); with two, each round
+# evicted one and restarted it (make quick at 7b0e8b1: 5 restarts of ~60 s, each with
+# the session warm-up again). Three idle drivers (2 GiB heaps) fit the reference
+# machine's 24 GiB beside the broker and Flink's sessions.
+SESSIONS_PER_ENGINE = 3
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -75,18 +75,22 @@ def test_session_serves_runs_and_is_reused(fake, tmp_path: Path) -> None:
     assert report["echoed"] == 8 and report["runs_served"] == 2
     assert "serving r1" not in (tmp_path / "r2" / "job.log").read_text()
 
-    # Other settings: a new server beside the idle one (SESSIONS_PER_ENGINE = 2)...
+    # Other settings: new servers beside the idle one (SESSIONS_PER_ENGINE = 3)...
+    assert es.SESSIONS_PER_ENGINE == 3
     other = open_({"heap": 2})
     assert other is not None and not other.reused and other.pid != first.pid
-    assert es.pid_alive(first.pid)
     other.release()
-    # ...and a third stops the least recently used of them (the first).
     third = open_({"heap": 3})
     assert third is not None and not third.reused
-    assert not es.pid_alive(first.pid) and es.pid_alive(other.pid)
+    assert es.pid_alive(first.pid) and es.pid_alive(other.pid)
     third.release()
-    assert es.stop_sessions(root) == sorted([other.dir.name, third.dir.name])
-    assert not es.pid_alive(other.pid) and not es.pid_alive(third.pid)
+    # ...and a fourth stops the least recently used of them (the first).
+    fourth = open_({"heap": 4})
+    assert fourth is not None and not fourth.reused
+    assert not es.pid_alive(first.pid) and es.pid_alive(other.pid) and es.pid_alive(third.pid)
+    fourth.release()
+    assert es.stop_sessions(root) == sorted([other.dir.name, third.dir.name, fourth.dir.name])
+    assert not any(es.pid_alive(s.pid) for s in (other, third, fourth))
 
 
 def test_killed_session_is_replaced(fake, tmp_path: Path) -> None:
