@@ -151,6 +151,8 @@ def test_spread_and_t_h():
     assert spread(812, 700, 900, 3) == "812 [700-900]"
     assert spread(812, 812, 812, 1) == "812"
     assert spread(None, 1, 2, 3) == "n/a"
+    assert spread(-23, -26, -22, 3) == "-23 [-26 to -22]"  # never "[-26--22]"
+    assert spread(5, -3, 9, 3) == "5 [-3 to 9]"
     x = {"t_h_eps": 40000.0, "t_h_min_eps": 36000.0, "t_h_max_eps": 44000.0,
          "t_h_values_eps": [40000.0, 36000.0, 44000.0], "repetitions": 3,
          "interval_eps": [40000.0, 44000.0], "t_h_is_lower_bound": False}

@@ -95,7 +95,9 @@ def spread(median: Any, lo: Any, hi: Any, count: Any = None, digits: int = 0) ->
     text = n(median, digits)
     single = not _is_missing(count) and int(count) <= 1
     if not single and not _is_missing(lo) and not _is_missing(hi):
-        text += f" [{n(lo, digits)}-{n(hi, digits)}]"
+        # "to" where a hyphen would read as a minus sign: [-26 to -22], not [-26--22].
+        sep = " to " if float(lo) < 0 or float(hi) < 0 else "-"
+        text += f" [{n(lo, digits)}{sep}{n(hi, digits)}]"
     return text
 
 
