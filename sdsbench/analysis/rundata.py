@@ -62,6 +62,17 @@ class RunData:
         return self.metrics.get(name)
 
 
+def run_params(row: dict[str, Any]) -> dict[str, Any]:
+    """A run summary row's own settings (``params``, JSON in the tables; {} for none)."""
+    raw = row.get("params")
+    return json.loads(raw) if isinstance(raw, str) and raw else {}
+
+
+def is_real_time(row: dict[str, Any]) -> bool:
+    """Is the row a run of Spark's real-time mode (``spark.execution: real_time``)?"""
+    return row.get("pipeline") == "spark" and run_params(row).get("execution") == "real_time"
+
+
 def read_csv(path: Path, required_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a CSV; an empty file (header only, or nothing at all) is an empty table."""
     try:

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from sdsbench.analysis import cpu_cost
+from sdsbench.analysis.rundata import is_real_time
 from sdsbench.contract import SPARK_JVM_COUNTERS
 from sdsbench.numbers import as_number
 
@@ -232,8 +233,7 @@ def cpu_table(rows: list[dict[str, Any]], groups: dict[str, list[str]]) -> pd.Da
                 metric="us_per_event", unit="CPU-us per event", n=spread["n_repetitions"],
                 **common, **{k: spread[k] for k in ("median", "lo", "hi")})
         # Micro-batch phases; a real-time-mode batch is one long-running job of trigger_ms.
-        real_time = json.loads(first.get("params") or "{}").get("execution") == "real_time"
-        if first["pipeline"] == "spark" and not real_time:
+        if first["pipeline"] == "spark" and not is_real_time(first):
             for phase in ("batches_per_s", "batch_input_rows_p50",
                           *(f"{p}_ms_p50" for p in cpu_cost.SPARK_PHASES),
                           *(f"{c}_per_batch_mean" for c in SPARK_JVM_COUNTERS)):

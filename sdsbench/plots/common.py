@@ -32,6 +32,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.container import ErrorbarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from sdsbench.analysis.rundata import is_real_time  # noqa: E402
+
 PIPELINE_LABELS: dict[str, str] = {
     "a1": "A1 PostgreSQL",
     "a2": "A2 Kafka + PostgreSQL",
@@ -119,10 +121,8 @@ def label(pipeline: str) -> str:
 def run_label(row: dict[str, Any]) -> str:
     """The pipeline's label, plus the configuration when it is another engine mode (Spark's
     real-time mode); ``row``: a run summary (``params`` as JSON)."""
-    params = row.get("params")
-    params = json.loads(params) if isinstance(params, str) and params else {}
     text = label(row["pipeline"])
-    return text + " real-time mode" if params.get("execution") == "real_time" else text
+    return text + " real-time mode" if is_real_time(row) else text
 
 
 def color(pipeline: str) -> str:

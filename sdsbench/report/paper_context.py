@@ -33,7 +33,7 @@ from sdsbench.analysis import (
     staircase,
     throughput_search,
 )
-from sdsbench.analysis.rundata import read_csv
+from sdsbench.analysis.rundata import is_real_time, read_csv, run_params
 from sdsbench.analysis.tables import load_run_summaries, load_searches, spread_of
 from sdsbench.config import REPO_ROOT, deep_merge
 from sdsbench.contract import WINDOW_MS
@@ -296,11 +296,6 @@ def _median_p95(base: dict[str, Any]) -> float:
     return float(base["run"].get("latency_above_delay_ms_p95") or math.nan)
 
 
-def _params(row: dict[str, Any]) -> dict[str, Any]:
-    raw = row.get("params")
-    return json.loads(raw) if isinstance(raw, str) and raw else {}
-
-
 def _real_time(bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Spark's real-time-mode configurations (``spark.execution``) of the event-time group,
     each beside the micro-batch run of the same spec (Spark's defaults, same rate and
@@ -309,13 +304,13 @@ def _real_time(bases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def spec(b: dict[str, Any]) -> tuple[Any, ...]:
         return (b["run"].get("process"), b["run"].get("offered_rate_eps"))
 
-    micro = {spec(b): b for b in bases if b["pipeline"] == "spark" and not _params(b["run"])}
+    micro = {spec(b): b for b in bases if b["pipeline"] == "spark" and not run_params(b["run"])}
     out = []
     for b in bases:
-        if b["pipeline"] == "spark" and _params(b["run"]).get("execution") == "real_time":
+        if is_real_time(b["run"]):
             mb = micro.get(spec(b))
             out.append({
-                "real_time": b, "micro_batch": mb, "params": _params(b["run"]),
+                "real_time": b, "micro_batch": mb, "params": run_params(b["run"]),
                 "records_per_event": spread_of([
                     float(r["result_records"]) / float(r["events_sent"]) for r in b["runs"]
                     if r.get("result_records") and r.get("events_sent")]),
@@ -582,6 +577,8 @@ def build_context(
                         # met by the median, but not by every repetition
                         "met_by_all": met and (low is None or low >= target)})
     at_threshold = [r for r in rows if r["run_id"] in groups.get("at_threshold", [])]
+    event_time_bases = _bases(
+        [r for r in rows if r["run_id"] in groups.get("event_time", [])], headline_p95)
     ceiling_path = summary_dir.parent / "bench" / "ceiling" / "summary.json"
     ceiling_on = bool((config["experiments"].get("ceiling_bench") or {}).get("enabled"))
     generator_bench = None
@@ -607,10 +604,8 @@ def build_context(
         "baseline": _baseline(rows, groups.get("baseline", []),
                               float(config["search"]["rate_tolerance"])),
         "event_time": [r for r in rows if r["run_id"] in groups.get("event_time", [])],
-        "event_time_bases": _bases(
-            [r for r in rows if r["run_id"] in groups.get("event_time", [])], headline_p95),
-        "real_time": _real_time(_bases(
-            [r for r in rows if r["run_id"] in groups.get("event_time", [])], headline_p95)),
+        "event_time_bases": event_time_bases,
+        "real_time": _real_time(event_time_bases),
         "headline": headline,
         "headline_p95": headline_p95,
         "repetitions_by_group": _repetitions_by_group(config),
