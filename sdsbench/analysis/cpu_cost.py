@@ -23,7 +23,6 @@ its largest value) the fit gives no coefficients instead of arbitrary ones.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sdsbench.analysis.rundata import run_params
 from sdsbench.contract import SPARK_JVM_COUNTERS
 from sdsbench.numbers import as_number
 
@@ -131,7 +131,7 @@ def fit_runs(rows: Sequence[dict[str, Any]], pipeline: str) -> list[dict[str, An
     """The runs of ``pipeline`` the fit uses (module docstring); ``params`` of a row is the
     run's settings as JSON."""
     return [r for r in rows if r["pipeline"] == pipeline
-            and set(json.loads(r.get("params") or "{}")) <= FIT_SETTINGS]
+            and set(run_params(r)) <= FIT_SETTINGS]
 
 
 def _design(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
